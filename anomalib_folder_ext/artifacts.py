@@ -1,0 +1,117 @@
+"""Pure helpers for what lands on disk: output names, colour mapping, encoding, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+class OutputDirError(OSError):
+    """The output dir cannot be created or written; the message names it."""
+
+
+NPY_SUFFIX = "_anomaly.npy"
+PNG_SUFFIX = "_anomaly.png"
+
+
+def output_stems(relative_paths: Sequence[PurePosixPath | str | os.PathLike]) -> list[PurePosixPath]:
+    """One output stem per input, mirroring sub-folders, never two the same.
+
+    ``a.png`` alone becomes ``a``; ``a.png`` next to ``a.jpg`` become ``a_png`` and ``a_jpg``, so
+    neither overwrites the other. Clashes are judged case-insensitively, because the outputs may
+    be copied to a case-insensitive disk (Windows, macOS). The result depends only on the list,
+    so every rank of a multi-GPU run computes the same names.
+
+    Example:
+        >>> [str(s) for s in output_stems(["a.png", "a.jpg", "sub/b.bmp", "c.tif"])]
+        ['a_png', 'a_jpg', 'sub/b', 'c']
+    """
+    paths = [PurePosixPath(Path(p).as_posix()) for p in relative_paths]
+    by_stem: dict[str, list[int]] = defaultdict(list)
+    for index, path in enumerate(paths):
+        by_stem[str(path.with_suffix("")).casefold()].append(index)
+
+    stems: list[PurePosixPath] = []
+    for path in paths:
+        plain = path.with_suffix("")
+        clashing = len(by_stem[str(plain).casefold()]) > 1
+        stems.append(plain.with_name(f"{plain.name}_{path.suffix.lstrip('.')}") if clashing else plain)
+
+    # A renamed stem can still meet a real file's stem ("a_png.bmp"): number what remains.
+    taken: set[str] = set()
+    unique: list[PurePosixPath] = []
+    for stem in stems:
+        candidate, counter = stem, 1
+        while str(candidate).casefold() in taken:
+            counter += 1
+            candidate = stem.with_name(f"{stem.name}_{counter}")
+        taken.add(str(candidate).casefold())
+        unique.append(candidate)
+    return unique
+
+
+@lru_cache(maxsize=8)
+def colormap_lut(name: str = "jet") -> np.ndarray:
+    """A (256, 3) uint8 table of a matplotlib colormap: one lookup per pixel, no figure per image."""
+    import matplotlib as mpl  # imported lazily: only runs that write PNGs pay for it
+
+    try:
+        cmap = mpl.colormaps[name]
+    except KeyError:
+        msg = f"unknown colormap {name!r}; use a matplotlib colormap name such as jet, viridis, inferno"
+        raise ValueError(msg) from None
+    rgba = cmap(np.linspace(0.0, 1.0, 256))
+    return np.round(rgba[:, :3] * 255).astype(np.uint8)
+
+
+def colorize(normalized_map: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to an (H, W, 3) uint8 image through ``lut``."""
+    indices = np.clip(normalized_map * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return lut[indices]
+
+
+def encode_png(rgb: np.ndarray, compress_level: int = 1) -> bytes:
+    """PNG bytes of an RGB image; level 1 is several times faster than 6 at a modestly larger file."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """NPY bytes, readable with ``np.load``."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either absent or complete, even if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fail before the run starts, naming the directory, when results could not be saved."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"output_dir {directory}: cannot be created ({exc.strerror or exc})"
+        raise OutputDirError(msg) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        msg = f"output_dir {directory}: not writable"
+        raise OutputDirError(msg)

@@ -1,0 +1,158 @@
+"""``anomalib-folder``: the old script's flags, translated into an ``anomalib predict`` run.
+
+Nothing here predicts: :func:`anomalib_predict_args` turns the flags into the same settings as
+``configs/folder.yaml`` and hands them to anomalib's own CLI. Inputs are checked first, before
+anomalib (and its rich traceback handler) is imported, so a bad path costs one line, not a wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
+
+MODEL_CLASS = "anomalib.models.EfficientAd"
+DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
+WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"true", "1", "yes", "on"}:
+        return True
+    if value in {"false", "0", "no", "off"}:
+        return False
+    msg = f"expected True or False, got {text!r}"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anomalib-folder",
+        description="Folder-based EfficientAd inference on top of `anomalib predict`.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict",
+        help="write normalised anomaly maps (NPY, PNG) and a summary for a folder of images",
+        description=(
+            "Runs `anomalib predict` with anomalib_folder_ext's datamodule and writer. "
+            "Arguments not listed here are passed to anomalib unchanged, e.g. --trainer.strategy ddp."
+        ),
+    )
+    predict.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--folder_path", "--custom_folder", dest="folder_path", help="folder of images")
+    source.add_argument("--batch_folder", help="name of a batch folder under --data_root, e.g. batch_01")
+    predict.add_argument("--data_root", default=".", help="where batch folders live (default: .)")
+    predict.add_argument("--output_dir", help="default: inference_results_<folder name>")
+    predict.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
+    predict.add_argument("--batch_size", type=int, default=8)
+    predict.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
+    predict.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
+    predict.add_argument("--colormap", default="jet", help="matplotlib colormap for the PNGs")
+    predict.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
+    predict.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+    predict.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    predict.add_argument("--devices", default="1", help="number of devices, or auto")
+    predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
+    predict.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(4, CPUs - 1))")
+    predict.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
+    return parser
+
+
+def resolve_folder(options: argparse.Namespace) -> Path:
+    if options.batch_folder:
+        return Path(options.data_root).expanduser() / options.batch_folder
+    return Path(options.folder_path).expanduser()
+
+
+def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
+    """The ``anomalib predict`` command line equivalent to ``options`` (without the program name)."""
+    folder = resolve_folder(options)
+    args = [
+        "predict",
+        f"--model={MODEL_CLASS}",
+        f"--model.model_size={checkpoint.model_size}",
+        f"--model.teacher_out_channels={checkpoint.teacher_out_channels}",
+        f"--model.padding={str(checkpoint.padding).lower()}",
+        f"--model.pad_maps={str(checkpoint.pad_maps).lower()}",
+        "--model.visualizer=false",
+        f"--data={DATA_CLASS}",
+        f"--data.folder_path={folder}",
+        f"--data.batch_size={options.batch_size}",
+        f"--data.recursive={str(options.recursive).lower()}",
+        f"--data.extensions=[{', '.join(options.extensions)}]",
+        f"--ckpt_path={checkpoint.path}",
+        "--return_predictions=false",
+        f"--trainer.accelerator={options.accelerator}",
+        f"--trainer.devices={options.devices}",
+        f"--trainer.precision={options.precision}",
+        "--trainer.logger=false",
+        f"--trainer.callbacks+={WRITER_CLASS}",
+        f"--trainer.callbacks.save_as_npy={str(options.save_as_npy).lower()}",
+        f"--trainer.callbacks.save_as_image={str(options.save_as_image).lower()}",
+        f"--trainer.callbacks.colormap={options.colormap}",
+    ]
+    if options.output_dir:
+        args.append(f"--data.output_dir={options.output_dir}")
+    if options.image_size:
+        args.append(f"--data.image_size=[{options.image_size[0]}, {options.image_size[1]}]")
+    if options.num_workers is not None:
+        args.append(f"--data.num_workers={options.num_workers}")
+    return args
+
+
+def check_inputs(options: argparse.Namespace):  # noqa: ANN201
+    """Everything that can be checked before the model loads; raises with a one-line message."""
+    from anomalib_folder_ext.artifacts import ensure_writable
+    from anomalib_folder_ext.checkpoint import read_checkpoint
+    from anomalib_folder_ext.discover import discover_images, normalize_extensions
+
+    folder = resolve_folder(options)
+    if not folder.is_dir():
+        raise ValueError(f"folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+    extensions = normalize_extensions(options.extensions)
+    if not discover_images(folder, extensions, options.recursive):
+        msg = f"folder {folder}: no images found (extensions searched: {', '.join(extensions)}, any letter case)"
+        raise ValueError(msg)
+
+    checkpoint = read_checkpoint(options.model_path)
+    if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
+        msg = (
+            f"--image_size {options.image_size[0]} {options.image_size[1]} differs from the checkpoint's input size "
+            f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the checkpoint's size"
+        )
+        raise ValueError(msg)
+
+    output_dir = Path(options.output_dir) if options.output_dir else Path(f"inference_results_{folder.resolve().name}")
+    ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
+    return checkpoint
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options, passthrough = parser.parse_known_args(argv)
+    try:
+        checkpoint = check_inputs(options)
+    except (ValueError, OSError) as exc:
+        print(f"anomalib-folder: error: {exc}", file=sys.stderr)
+        return 2
+
+    args = anomalib_predict_args(options, checkpoint) + list(passthrough)
+    if options.print_config:
+        args.append("--print_config")
+
+    from anomalib.cli.cli import AnomalibCLI
+    from anomalib.loggers import configure_logger
+
+    configure_logger()  # as `anomalib` itself does
+    AnomalibCLI(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Find the images of a folder in a stable, human order.
+
+Order matters twice: results must be reproducible run to run, and with several ranks every
+process must see the same list so that Lightning's sampler shards it consistently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePath
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def normalize_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case extensions without the leading dot, so ``".PNG"`` and ``"png"`` mean the same."""
+    cleaned = tuple(dict.fromkeys(ext.strip().lstrip(".").lower() for ext in extensions if ext.strip(". ")))
+    if not cleaned:
+        msg = "extensions is empty: name at least one image extension, e.g. png"
+        raise ValueError(msg)
+    return cleaned
+
+
+def natural_key(path: PurePath | str) -> tuple:
+    """Sort key that puts ``img2`` before ``img10`` and compares folders part by part.
+
+    Case is ignored first and used only to break ties, so the order is the same on every OS.
+    """
+    parts = PurePath(path).parts
+    natural = tuple(
+        tuple(int(chunk) if chunk.isdigit() else chunk.casefold() for chunk in _DIGITS.split(part)) for part in parts
+    )
+    return natural, str(path)
+
+
+def discover_images(
+    folder: str | Path,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    recursive: bool = False,
+) -> list[Path]:
+    """Return image paths relative to ``folder``, naturally sorted.
+
+    Hidden files and folders (``.DS_Store``, ``._x.png`` from macOS, ``.cache/``) are skipped:
+    they are never the user's images.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ["img10.png", "img2.JPG", "notes.txt"]:
+        ...     _ = (root / name).write_bytes(b"")
+        >>> [str(p) for p in discover_images(root)]
+        ['img2.JPG', 'img10.png']
+    """
+    root = Path(folder)
+    wanted = {f".{ext}" for ext in normalize_extensions(extensions)}
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    found = []
+    for path in candidates:
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in wanted and path.is_file():
+            found.append(relative)
+    return sorted(found, key=natural_key)

@@ -1,0 +1,127 @@
+"""One row per image, and the two summaries built from the rows: ``results.csv`` and
+``results_summary.txt``. Rows hold numbers only, never maps, so a run of any size fits in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+CSV_NAME = "results.csv"
+SUMMARY_NAME = "results_summary.txt"
+
+
+@dataclass
+class ImageResult:
+    """What the summary knows about one input image; the CSV columns, in order."""
+
+    image: str
+    status: str = "ok"
+    error: str = ""
+    npy: str = ""
+    png: str = ""
+    score: float = math.nan
+    raw_min: float = math.nan
+    raw_mean: float = math.nan
+    norm_mean: float = math.nan
+    pred_score: float = math.nan
+    pred_label: bool | None = None
+    width: int = 0
+    height: int = 0
+
+
+CSV_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ImageResult))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def csv_text(rows: Iterable[ImageResult]) -> str:
+    """The CSV file's content: header plus one line per row, in the order given."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(value) for value in asdict(row).values()])
+    return buffer.getvalue()
+
+
+def score_statistics(rows: Sequence[ImageResult]) -> dict[str, float | int]:
+    """Overall numbers over the successfully processed images."""
+    scores = np.array([row.score for row in rows if row.status == "ok"], dtype=np.float64)
+    labels = [row.pred_label for row in rows if row.status == "ok"]
+    stats: dict[str, float | int] = {
+        "images": len(rows),
+        "ok": int(scores.size),
+        "failed": sum(row.status != "ok" for row in rows),
+        "above_threshold": sum(label is True for label in labels),
+    }
+    if scores.size:
+        stats |= {
+            "score_min": float(scores.min()),
+            "score_mean": float(scores.mean()),
+            "score_median": float(np.median(scores)),
+            "score_p95": float(np.percentile(scores, 95)),
+            "score_max": float(scores.max()),
+        }
+    return stats
+
+
+def most_anomalous(rows: Sequence[ImageResult], count: int = 10) -> list[ImageResult]:
+    """The ``count`` highest raw scores, highest first (ties keep input order)."""
+    ok = [row for row in rows if row.status == "ok"]
+    return sorted(ok, key=lambda row: -row.score)[:count]
+
+
+def summary_text(
+    parameters: Mapping[str, object],
+    rows: Sequence[ImageResult],
+    top_count: int = 10,
+) -> str:
+    """The human-readable report: parameters, overall statistics, top list, per-image table."""
+    stats = score_statistics(rows)
+    lines = ["EfficientAd folder inference - results summary", "=" * 48, "", "Processing parameters"]
+    width = max(len(key) for key in parameters) if parameters else 0
+    lines += [f"  {key:<{width}} : {value}" for key, value in parameters.items()]
+
+    lines += ["", "Overall statistics (score = max of the raw anomaly map; comparable across images)"]
+    lines.append(f"  images processed : {stats['ok']} ok, {stats['failed']} failed, {stats['images']} total")
+    if stats["ok"]:
+        for name in ("min", "mean", "median", "p95", "max"):
+            lines.append(f"  score {name:<10} : {stats[f'score_{name}']:.6g}")
+        lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+
+    top = most_anomalous(rows, top_count)
+    if top:
+        lines += ["", f"Most anomalous images (top {len(top)} by score)"]
+        lines += [f"  {rank:>3}. {row.score:<12.6g} {row.image}" for rank, row in enumerate(top, 1)]
+
+    failed = [row for row in rows if row.status != "ok"]
+    if failed:
+        lines += ["", f"Failed images ({len(failed)})"]
+        lines += [f"  {row.image}: {row.error}" for row in failed]
+
+    lines += ["", "Per-image results (input order)"]
+    header = f"  {'score':>12} {'raw_min':>12} {'raw_mean':>12} {'norm_mean':>10} {'pred_score':>10} {'label':>5}  image"
+    lines.append(header)
+    for row in rows:
+        if row.status != "ok":
+            lines.append(f"  {'failed':>12} {'':>12} {'':>12} {'':>10} {'':>10} {'':>5}  {row.image}")
+            continue
+        lines.append(
+            f"  {row.score:>12.6g} {row.raw_min:>12.6g} {row.raw_mean:>12.6g} {row.norm_mean:>10.4f} "
+            f"{_cell(row.pred_score):>10} {_cell(row.pred_label):>5}  {row.image}"
+        )
+    return "\n".join(lines) + "\n"

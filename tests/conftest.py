@@ -1,0 +1,112 @@
+"""Shared fixtures: a real EfficientAd checkpoint made offline, and real image folders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep anomalib's cache (pretrained weights, datasets) away from the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("xdg_cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth random texture (not white noise), so maps have structure."""
+    coarse = rng.random((height // 16 + 2, width // 16 + 2, 3))
+    image = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    noise = rng.normal(0, 6, (height, width, 3))
+    return np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer.
+
+    No download: the weights are random, the teacher statistics, map quantiles and the
+    post-processor's threshold and min/max are computed from local images, as a fit would.
+    """
+    import torch
+    from anomalib.data import ImageBatch
+    from anomalib.models import EfficientAd
+    from lightning.pytorch import Trainer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = torch.stack(
+        [torch.from_numpy(textured_image(rng, 256, 256)).permute(2, 0, 1).float() / 255 for _ in range(6)]
+    )
+    model = EfficientAd(model_size="small").eval()
+    batches = [ImageBatch(image=images[i : i + 3], gt_label=torch.zeros(3, dtype=torch.bool)) for i in (0, 3)]
+    with torch.no_grad():
+        model.model.mean_std.update(model.teacher_channel_mean_std(batches))
+        model.model.quantiles.update(model.map_norm_quantiles(batches))
+        normal = model.model(images)
+    scores, maps = normal.pred_score.flatten(), normal.anomaly_map
+    post = model.post_processor
+    post.image_min.fill_(scores.min())
+    post.image_max.fill_(scores.max() * 2)
+    post._image_threshold.fill_(scores.max() * 1.2)
+    post.pixel_min.fill_(maps.min())
+    post.pixel_max.fill_(maps.max() * 2)
+    post._pixel_threshold.fill_(maps.max() * 1.2)
+
+    path = tmp_path_factory.mktemp("model") / "efficient_ad.ckpt"
+    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", default_root_dir=path.parent)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
+# name -> (size (W, H), format); a.png and a.jpg collide on purpose, img2 < img10 tests natural order
+MIXED_IMAGES = {
+    "img10.png": ((256, 256), "PNG"),
+    "img2.JPG": ((320, 240), "JPEG"),
+    "a.png": ((200, 300), "PNG"),
+    "a.jpg": ((256, 256), "JPEG"),
+    "scan.bmp": ((128, 128), "BMP"),
+    "wafer.tiff": ((300, 300), "TIFF"),
+    "sub/deep.jpeg": ((260, 250), "JPEG"),
+}
+
+
+def write_images(folder: Path, spec: dict[str, tuple[tuple[int, int], str]], seed: int = 1) -> list[str]:
+    rng = np.random.default_rng(seed)
+    for name, ((width, height), fmt) in spec.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(textured_image(rng, height, width)).save(path, format=fmt)
+    return list(spec)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    """Mixed formats and sizes, a name collision, a sub-folder and a file that is no image."""
+    folder = tmp_path / "batch_01"
+    write_images(folder, MIXED_IMAGES)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300):
+    """Run a console command of this venv as a user would, capturing its output."""
+    import subprocess
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -1,0 +1,169 @@
+"""End to end: the real `anomalib predict` CLI and `anomalib-folder` on a real checkpoint and real files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import MIXED_IMAGES, REPO, run_cli, write_images
+
+pytestmark = pytest.mark.slow
+
+TOP_LEVEL = [name for name in MIXED_IMAGES if "/" not in name]
+# natural order, case-insensitive: a.jpg, a.png, img2.JPG, img10.png, scan.bmp, wafer.tiff
+EXPECTED_ORDER = ["a.jpg", "a.png", "img2.JPG", "img10.png", "scan.bmp", "wafer.tiff"]
+
+
+def read_rows(output_dir: Path) -> list[dict[str, str]]:
+    with (output_dir / "results.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def yaml_run(checkpoint, tmp_path_factory):
+    """`anomalib predict --config configs/folder.yaml` exactly as the README shows it."""
+    root = tmp_path_factory.mktemp("yaml_run")
+    folder = root / "data" / "batch_01"
+    write_images(folder, MIXED_IMAGES)
+    (folder / "notes.txt").write_text("not an image")
+    workdir = root / "work"
+    workdir.mkdir()
+    result = run_cli(
+        ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+         "--data.init_args.folder_path", str(folder)],
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, folder, workdir / "inference_results_batch_01", result
+
+
+@pytest.fixture(scope="module")
+def reference_maps(checkpoint, yaml_run):
+    """anomalib's own maps: image -> the model's pre-processor -> forward, one image at a time."""
+    from anomalib.data import InferenceBatch
+    from anomalib.data.utils import read_image
+    from anomalib.models import EfficientAd
+
+    _, folder, _, _ = yaml_run
+    model = EfficientAd.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    maps, post = {}, {}
+    with torch.no_grad():
+        for name in MIXED_IMAGES:
+            image = read_image(folder / name, as_tensor=True).unsqueeze(0)
+            output = model.model(model.pre_processor.transform(image))
+            maps[name] = output.anomaly_map[0, 0].numpy()
+            processed = model.post_processor(InferenceBatch(pred_score=output.pred_score.flatten()))
+            post[name] = (float(processed.pred_score[0]), bool(processed.pred_label[0]))
+    return maps, post
+
+
+def test_yaml_run_writes_exactly_the_requested_files(yaml_run):
+    workdir, _, output_dir, _ = yaml_run
+    assert sorted(p.name for p in workdir.iterdir()) == ["inference_results_batch_01"], "stray files in the cwd"
+    expected = {"results.csv", "results_summary.txt", "config.yaml"}
+    for stem in ["a_jpg", "a_png", "img2", "img10", "scan", "wafer"]:
+        expected |= {f"{stem}_anomaly.npy", f"{stem}_anomaly.png"}
+    written = {p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file()}
+    assert written == expected  # no anomalib composites, no sub-folder (not recursive), no temp files
+
+
+def test_npy_equals_anomalib_own_map_minmax_normalised(yaml_run, reference_maps):
+    _, _, output_dir, _ = yaml_run
+    maps, _ = reference_maps
+    rows = {row["image"]: row for row in read_rows(output_dir)}
+    for name in TOP_LEVEL:
+        saved = np.load(output_dir / rows[name]["npy"])
+        assert saved.dtype == np.float32 and saved.shape == (256, 256)
+        assert saved.min() == 0.0 and saved.max() == 1.0
+        raw = maps[name]
+        expected = (raw - raw.min()) / (raw.max() - raw.min())
+        assert np.abs(saved - expected).max() <= 1e-5, name
+        assert float(rows[name]["score"]) == pytest.approx(float(raw.max()), rel=1e-5, abs=1e-6)
+        assert float(rows[name]["raw_min"]) == pytest.approx(float(raw.min()), rel=1e-5, abs=1e-6)
+        assert float(rows[name]["norm_mean"]) == pytest.approx(float(expected.mean()), abs=1e-5)
+
+
+def test_csv_rows_follow_the_folder_in_natural_order(yaml_run, reference_maps):
+    _, folder, output_dir, _ = yaml_run
+    _, post = reference_maps
+    rows = read_rows(output_dir)
+    assert [row["image"] for row in rows] == EXPECTED_ORDER
+    for row in rows:
+        assert row["status"] == "ok" and row["error"] == ""
+        width, height = Image.open(folder / row["image"]).size
+        assert (int(row["width"]), int(row["height"])) == (width, height)
+        assert (output_dir / row["png"]).is_file()
+        pred_score, pred_label = post[row["image"]]
+        assert float(row["pred_score"]) == pytest.approx(pred_score, abs=1e-5)
+        assert row["pred_label"] == str(pred_label).lower()
+
+
+def test_png_is_the_colormapped_npy(yaml_run):
+    from anomalib_folder_ext.artifacts import colormap_lut, colorize
+
+    _, _, output_dir, _ = yaml_run
+    for row in read_rows(output_dir):
+        png = np.asarray(Image.open(output_dir / row["png"]))
+        assert png.shape == (256, 256, 3)
+        np.testing.assert_array_equal(png, colorize(np.load(output_dir / row["npy"]), colormap_lut("jet")))
+
+
+def test_summary_reports_parameters_statistics_and_top_list(yaml_run, checkpoint):
+    _, folder, output_dir, _ = yaml_run
+    text = (output_dir / "results_summary.txt").read_text()
+    rows = read_rows(output_dir)
+    scores = np.array([float(r["score"]) for r in rows])
+    assert f"checkpoint        : {checkpoint}" in text
+    assert f"folder            : {folder}" in text
+    assert "image size (H, W) : (256, 256)" in text and "batch size        : 8" in text
+    assert "precision         : 32-true" in text and "images            : 6 (6 ok, 0 failed)" in text
+    assert f"score max        : {scores.max():.6g}" in text
+    assert f"score median     : {np.median(scores):.6g}" in text
+    top = text.split("Most anomalous images")[1].split("\n\n")[0] + "\n"
+    ranked = [r["image"] for r in sorted(rows, key=lambda r: -float(r["score"]))]
+    positions = [top.index(f" {name}\n") for name in ranked]
+    assert positions == sorted(positions)
+
+
+def test_cli_with_old_flags_writes_npy_only_and_mirrors_subfolders(checkpoint, yaml_run, tmp_path):
+    _, folder, yaml_output, _ = yaml_run
+    result = run_cli(
+        ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--batch_folder", "batch_01",
+         "--data_root", str(folder.parent), "--save_as_image", "False", "--batch_size", "3", "--recursive", "True",
+         "--output_dir", "out"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output_dir = tmp_path / "out"
+    assert not list(output_dir.rglob("*.png"))
+    rows = read_rows(output_dir)
+    assert [r["image"] for r in rows] == ["a.jpg", "a.png", "img2.JPG", "img10.png", "scan.bmp", "sub/deep.jpeg",
+                                          "wafer.tiff"]
+    assert (output_dir / "sub" / "deep_anomaly.npy").is_file()
+    assert all(r["png"] == "" for r in rows)
+    for row in read_rows(yaml_output):  # batch size 3 vs 8, other command: same maps
+        np.testing.assert_allclose(np.load(output_dir / row["npy"]), np.load(yaml_output / row["npy"]), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    write_images(folder, {"good1.png": ((64, 64), "PNG"), "good2.jpg": ((64, 48), "JPEG")})
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = run_cli(
+        ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+         "--save_as_image", "False"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["image"]: r for r in read_rows(tmp_path / "inference_results_in")}
+    assert rows["broken.png"]["status"] == "failed" and "UnidentifiedImageError" in rows["broken.png"]["error"]
+    assert rows["broken.png"]["npy"] == "" and not (tmp_path / "inference_results_in" / "broken_anomaly.npy").exists()
+    assert rows["good1.png"]["status"] == rows["good2.jpg"]["status"] == "ok"
+    summary = (tmp_path / "inference_results_in" / "results_summary.txt").read_text()
+    assert "2 ok, 1 failed, 3 total" in summary
