@@ -12,7 +12,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-class OutputDirError(OSError):
+from anomalib_folder_ext.errors import InputError
+
+class OutputDirError(InputError):
     """The output dir cannot be created or written; the message names it."""
 
 

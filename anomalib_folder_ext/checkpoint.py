@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
+from anomalib_folder_ext.errors import InputError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """The checkpoint cannot be used; the message names the file and the problem."""
 
 
@@ -106,3 +108,4 @@ def _resize_size(pre_processor_config: dict | None) -> tuple[int, int] | None:
         elif isinstance(spec, list | tuple):
             stack.extend(spec)
     return None
+

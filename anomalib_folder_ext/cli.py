@@ -70,40 +70,59 @@ def resolve_folder(options: argparse.Namespace) -> Path:
     return Path(options.folder_path).expanduser()
 
 
-def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
-    """The ``anomalib predict`` command line equivalent to ``options`` (without the program name)."""
-    folder = resolve_folder(options)
-    args = [
-        "predict",
-        f"--model={MODEL_CLASS}",
-        f"--model.model_size={checkpoint.model_size}",
-        f"--model.teacher_out_channels={checkpoint.teacher_out_channels}",
-        f"--model.padding={str(checkpoint.padding).lower()}",
-        f"--model.pad_maps={str(checkpoint.pad_maps).lower()}",
-        "--model.visualizer=false",
-        f"--data={DATA_CLASS}",
-        f"--data.folder_path={folder}",
-        f"--data.batch_size={options.batch_size}",
-        f"--data.recursive={str(options.recursive).lower()}",
-        f"--data.extensions=[{', '.join(options.extensions)}]",
-        f"--ckpt_path={checkpoint.path}",
-        "--return_predictions=false",
-        f"--trainer.accelerator={options.accelerator}",
-        f"--trainer.devices={options.devices}",
-        f"--trainer.precision={options.precision}",
-        "--trainer.logger=false",
-        f"--trainer.callbacks+={WRITER_CLASS}",
-        f"--trainer.callbacks.save_as_npy={str(options.save_as_npy).lower()}",
-        f"--trainer.callbacks.save_as_image={str(options.save_as_image).lower()}",
-        f"--trainer.callbacks.colormap={options.colormap}",
-    ]
+def predict_config(options: argparse.Namespace, checkpoint) -> dict:  # noqa: ANN001
+    """The ``anomalib predict`` config equivalent to ``options``: the shape of ``configs/folder.yaml``."""
+    data = {
+        "folder_path": str(resolve_folder(options)),
+        "batch_size": options.batch_size,
+        "recursive": options.recursive,
+        "extensions": list(options.extensions),
+    }
     if options.output_dir:
-        args.append(f"--data.output_dir={options.output_dir}")
+        data["output_dir"] = options.output_dir
     if options.image_size:
-        args.append(f"--data.image_size=[{options.image_size[0]}, {options.image_size[1]}]")
+        data["image_size"] = list(options.image_size)
     if options.num_workers is not None:
-        args.append(f"--data.num_workers={options.num_workers}")
-    return args
+        data["num_workers"] = options.num_workers
+    devices = options.devices
+    return {
+        "model": {
+            "class_path": MODEL_CLASS,
+            "init_args": {
+                "model_size": checkpoint.model_size,
+                "teacher_out_channels": checkpoint.teacher_out_channels,
+                "padding": checkpoint.padding,
+                "pad_maps": checkpoint.pad_maps,
+                "visualizer": False,
+            },
+        },
+        "data": {"class_path": DATA_CLASS, "init_args": data},
+        "ckpt_path": str(checkpoint.path),
+        "return_predictions": False,
+        "trainer": {
+            "accelerator": options.accelerator,
+            "devices": int(devices) if str(devices).isdigit() else devices,
+            "precision": options.precision,
+            "logger": False,
+            "callbacks": [
+                {
+                    "class_path": WRITER_CLASS,
+                    "init_args": {
+                        "save_as_npy": options.save_as_npy,
+                        "save_as_image": options.save_as_image,
+                        "colormap": options.colormap,
+                    },
+                }
+            ],
+        },
+    }
+
+
+def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
+    """The ``anomalib predict`` arguments for ``options``: one inline ``--config``, as a file would hold."""
+    import yaml
+
+    return ["predict", "--config", yaml.safe_dump(predict_config(options, checkpoint), sort_keys=False)]
 
 
 def check_inputs(options: argparse.Namespace):  # noqa: ANN201
@@ -111,14 +130,15 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     from anomalib_folder_ext.artifacts import ensure_writable
     from anomalib_folder_ext.checkpoint import read_checkpoint
     from anomalib_folder_ext.discover import discover_images, normalize_extensions
+    from anomalib_folder_ext.errors import InputError
 
     folder = resolve_folder(options)
     if not folder.is_dir():
-        raise ValueError(f"folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+        raise InputError(f"folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     extensions = normalize_extensions(options.extensions)
     if not discover_images(folder, extensions, options.recursive):
         msg = f"folder {folder}: no images found (extensions searched: {', '.join(extensions)}, any letter case)"
-        raise ValueError(msg)
+        raise InputError(msg)
 
     checkpoint = read_checkpoint(options.model_path)
     if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
@@ -126,7 +146,7 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
             f"--image_size {options.image_size[0]} {options.image_size[1]} differs from the checkpoint's input size "
             f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the checkpoint's size"
         )
-        raise ValueError(msg)
+        raise InputError(msg)
 
     output_dir = Path(options.output_dir) if options.output_dir else Path(f"inference_results_{folder.resolve().name}")
     ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
@@ -136,9 +156,11 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
+    from anomalib_folder_ext.errors import InputError
+
     try:
         checkpoint = check_inputs(options)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # InputError is a ValueError
         print(f"anomalib-folder: error: {exc}", file=sys.stderr)
         return 2
 

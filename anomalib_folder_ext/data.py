@@ -21,12 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Image
 
+from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, discover_images, normalize_extensions
 
 DEFAULT_IMAGE_SIZE = (256, 256)
 
 
-class FolderInputError(ValueError):
+class FolderInputError(InputError):
     """The input folder cannot be used; the message names the folder and the problem."""
 
 
@@ -138,7 +139,7 @@ class FolderDataModule(AnomalibDataModule):
         self.recursive = recursive
         self.extensions = normalize_extensions(extensions)
         self.category = self.folder_path.resolve().name
-        self.relative_paths = self._find_images()
+        self.relative_paths: list[Path] = []
         self.predict_data: FolderImageDataset | None = None
 
     @property
@@ -180,7 +181,11 @@ class FolderDataModule(AnomalibDataModule):
         """Nothing to split: the base class's train/val/test logic does not apply to a predict folder."""
 
     def setup(self, stage: str | None = None) -> None:
-        del stage  # the dataset needs the restored model's input size; built in predict_dataloader
+        """List the images. Lightning calls this before it loads the checkpoint's weights, so a
+        bad folder fails fast; the dataset itself waits for the model's input size (predict_dataloader)."""
+        del stage
+        if not self.relative_paths:
+            self.relative_paths = self._find_images()
 
     def resolve_image_size(self) -> tuple[int, int]:
         """The model's input size when a model is attached; checked against ``image_size``."""
@@ -210,6 +215,7 @@ class FolderDataModule(AnomalibDataModule):
         return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
 
     def predict_dataloader(self) -> DataLoader:
+        self.setup("predict")
         self.predict_data = FolderImageDataset(self.folder_path, self.relative_paths, self.resolve_image_size())
         return DataLoader(
             self.predict_data,

@@ -1,0 +1,51 @@
+"""Errors a user can fix, shown as one line instead of a traceback.
+
+``anomalib predict`` installs rich's traceback handler, which turns a missing folder into a
+screen of frames. For our own input errors the message already names the file and the problem,
+so an uncaught one is printed as a single line; every other exception keeps the previous hook.
+Set ``ANOMALIB_FOLDER_TRACEBACK=1`` to see full tracebacks anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+class InputError(ValueError):
+    """Bad input (folder, checkpoint, output dir, settings); the message names it and the problem."""
+
+
+def one_line_message(exc: BaseException) -> str | None:
+    """The one-line message for errors a user fixes by changing input; ``None`` for real bugs."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    text = str(exc)
+    # Lightning's own words for the two checkpoint mistakes it catches after our checks.
+    if isinstance(exc, FileNotFoundError) and text.startswith("Checkpoint file not found"):
+        return f"ckpt_path: {text}"
+    if isinstance(exc, RuntimeError) and "Error(s) in loading state_dict for EfficientAd" in text:
+        return (
+            "ckpt_path: the checkpoint's weights do not fit the configured EfficientAd; set model.init_args "
+            "model_size / teacher_out_channels / padding as it was trained, or run anomalib-folder predict, "
+            "which reads them from the checkpoint"
+        )
+    return None
+
+
+def _one_line_hook(previous):  # noqa: ANN001, ANN202
+    def hook(exc_type, exc, tb):  # noqa: ANN001, ANN202
+        message = None if os.environ.get("ANOMALIB_FOLDER_TRACEBACK") else one_line_message(exc)
+        if message is None:
+            previous(exc_type, exc, tb)
+        else:
+            print(f"error: {message}", file=sys.stderr)
+
+    hook.anomalib_folder_ext = True
+    return hook
+
+
+def install_excepthook() -> None:
+    """Wrap the current ``sys.excepthook`` once (idempotent)."""
+    if not getattr(sys.excepthook, "anomalib_folder_ext", False):
+        sys.excepthook = _one_line_hook(sys.excepthook)

@@ -1,0 +1,92 @@
+"""Bad input: one clear line naming the file and the problem, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli, write_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("errors")
+    write_images(root / "images", {"a.png": ((64, 64), "PNG")})
+    (root / "empty").mkdir()
+    (root / "empty" / "readme.txt").write_text("no images here")
+    (root / "text.ckpt").write_text("this is not a checkpoint")
+    (root / "a_file").write_text("")
+    return root
+
+
+@pytest.fixture(scope="module")
+def other_model_checkpoint(tmp_path_factory) -> Path:
+    """A genuine Lightning checkpoint of a model that is not EfficientAd."""
+    import torch
+    from lightning.pytorch import LightningModule, Trainer
+
+    class Tiny(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+    path = tmp_path_factory.mktemp("other") / "tiny.ckpt"
+    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", default_root_dir=path.parent)
+    trainer.strategy.connect(Tiny())
+    trainer.save_checkpoint(path)
+    return path
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(("error:", "anomalib-folder: error:")), result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--model_path", "{root}/missing.ckpt", "--folder_path", "{root}/images"], ["missing.ckpt", "no such file"]),
+        (["--model_path", "{root}/text.ckpt", "--folder_path", "{root}/images"], ["text.ckpt", "not a PyTorch checkpoint"]),
+        (["--model_path", "{other}", "--folder_path", "{root}/images"], ["tiny.ckpt", "not an EfficientAd checkpoint"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/missing"], ["missing", "no such folder"]),
+        (["--model_path", "{ckpt}", "--batch_folder", "batch_09", "--data_root", "{root}"], ["batch_09", "no such folder"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/empty"],
+         ["empty", "no images found", "png, jpg, jpeg, bmp, tif, tiff"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--output_dir", "{root}/a_file/out"],
+         ["a_file/out", "cannot be created"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--image_size", "128", "128"],
+         ["--image_size 128 128", "256 256"]),
+    ],
+    ids=["missing-ckpt", "not-a-ckpt", "not-efficientad", "missing-folder", "missing-batch-folder", "no-images",
+         "unwritable-output", "image-size-mismatch"],
+)
+def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path):
+    subst = {"root": inputs, "ckpt": checkpoint, "other": other_model_checkpoint}
+    result = run_cli(["anomalib-folder", "predict", *(a.format(**subst) for a in args)], cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+    assert not list(tmp_path.iterdir()), "a failed check must not leave files behind"
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        (["--data.init_args.folder_path", "{root}/missing"], ["folder_path", "missing: no such folder"]),
+        (["--data.init_args.folder_path", "{root}/empty"], ["empty", "no images found"]),
+        (["--data.init_args.output_dir", "{root}/a_file/out"], ["a_file/out", "cannot be created"]),
+        (["--ckpt_path", "{root}/missing.ckpt"], ["missing.ckpt", "not found"]),
+        (["--model.init_args.model_size", "medium"], ["do not fit the configured EfficientAd"]),
+    ],
+    ids=["missing-folder", "no-images", "unwritable-output", "missing-ckpt", "wrong-architecture"],
+)
+def test_anomalib_predict_errors_stay_one_line(override, fragments, inputs, checkpoint, tmp_path):
+    args = ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+            "--data.init_args.folder_path", str(inputs / "images")]
+    result = run_cli(args + [a.format(root=inputs) for a in override], cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
