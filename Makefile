@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: build the offline assets once (cached in .demo/), predict with the shipped config, score it.
+run: $(STAMP)
+	$(BIN)/anomalib-folder demo build --dir .demo
+	$(BIN)/anomalib predict --config configs/folder.yaml
+	$(BIN)/anomalib-folder demo score --dir .demo --output_dir inference_results_demo
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 

@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
     predict.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(4, CPUs - 1))")
     predict.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
+
+    demo = commands.add_parser(
+        "demo",
+        help="build the offline demo (texture photos, painted defects, a model trained here) and run it",
+        description=(
+            "run: build the demo assets if missing, predict the demo folder, print image/pixel AUROC. "
+            "build: only build the assets. score: only print the AUROC of finished results."
+        ),
+    )
+    demo.add_argument("action", nargs="?", choices=["run", "build", "score"], default="run")
+    demo.add_argument("--dir", type=Path, help="demo assets (default: $XDG_CACHE_HOME/anomalib-folder-ext/demo)")
+    demo.add_argument("--output_dir", default="inference_results_demo", help="results of the demo run")
+    demo.add_argument("--rebuild", action="store_true", help="build the assets again even if cached")
     return parser
 
 
@@ -153,9 +166,50 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     return checkpoint
 
 
+def run_anomalib(args: list[str]) -> None:
+    """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
+    from anomalib.cli.cli import AnomalibCLI
+    from anomalib.loggers import configure_logger
+
+    configure_logger()
+    AnomalibCLI(args)
+
+
+def run_demo(options: argparse.Namespace) -> int:
+    from anomalib_folder_ext import demo
+
+    root = options.dir or demo.default_demo_dir()
+    assets = demo.DemoAssets(root.resolve())
+    if options.action in {"run", "build"}:
+        assets = demo.build(root, force=options.rebuild)
+    if options.action == "run":
+        predict = build_parser().parse_args(
+            ["predict", "--model_path", str(assets.checkpoint), "--folder_path", str(assets.predict_folder),
+             "--output_dir", options.output_dir]
+        )
+        from anomalib_folder_ext.checkpoint import read_checkpoint
+
+        run_anomalib(anomalib_predict_args(predict, read_checkpoint(assets.checkpoint)))
+    if options.action in {"run", "score"}:
+        if not (Path(options.output_dir) / "results.csv").is_file():
+            print(f"anomalib-folder: error: {options.output_dir}/results.csv: no demo results; run the demo first",
+                  file=sys.stderr)
+            return 2
+        scores = demo.evaluate(options.output_dir, assets.mask_folder)
+        print(f"demo results : {Path(options.output_dir).resolve()} ({scores['images']} images)")
+        print(f"  maps       : *_anomaly.npy, *_anomaly.png; summary: results.csv, results_summary.txt")
+        print(f"  image AUROC: {scores['image_auroc']:.3f}   pixel AUROC: {scores['pixel_auroc']:.3f}")
+        print("  (a demo model: random teacher, trained for a minute on texture crops; use your own checkpoint)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
+    if options.command == "demo":
+        if passthrough:
+            parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+        return run_demo(options)
     from anomalib_folder_ext.errors import InputError
 
     try:
@@ -168,11 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.print_config:
         args.append("--print_config")
 
-    from anomalib.cli.cli import AnomalibCLI
-    from anomalib.loggers import configure_logger
-
-    configure_logger()  # as `anomalib` itself does
-    AnomalibCLI(args)
+    run_anomalib(args)
     return 0
 
 

@@ -103,10 +103,15 @@ def mixed_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 300):
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] | None = None):
     """Run a console command of this venv as a user would, capturing its output."""
     import subprocess
 
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
