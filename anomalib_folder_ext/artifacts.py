@@ -67,7 +67,7 @@ def colormap_lut(name: str = "jet") -> np.ndarray:
         cmap = mpl.colormaps[name]
     except KeyError:
         msg = f"unknown colormap {name!r}; use a matplotlib colormap name such as jet, viridis, inferno"
-        raise ValueError(msg) from None
+        raise InputError(msg) from None
     rgba = cmap(np.linspace(0.0, 1.0, 256))
     return np.round(rgba[:, :3] * 255).astype(np.uint8)
 

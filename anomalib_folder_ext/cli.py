@@ -142,16 +142,11 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     """Everything that can be checked before the model loads; raises with a one-line message."""
     from anomalib_folder_ext.artifacts import ensure_writable
     from anomalib_folder_ext.checkpoint import read_checkpoint
-    from anomalib_folder_ext.discover import discover_images, normalize_extensions
+    from anomalib_folder_ext.discover import list_folder_images
     from anomalib_folder_ext.errors import InputError
 
     folder = resolve_folder(options)
-    if not folder.is_dir():
-        raise InputError(f"folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
-    extensions = normalize_extensions(options.extensions)
-    if not discover_images(folder, extensions, options.recursive):
-        msg = f"folder {folder}: no images found (extensions searched: {', '.join(extensions)}, any letter case)"
-        raise InputError(msg)
+    list_folder_images(folder, options.extensions, options.recursive, exclude=options.output_dir)
 
     checkpoint = read_checkpoint(options.model_path)
     if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
@@ -176,10 +171,14 @@ def run_anomalib(args: list[str]) -> None:
 
 
 def run_demo(options: argparse.Namespace) -> int:
+    import os
+
     from anomalib_folder_ext import demo
 
-    root = options.dir or demo.default_demo_dir()
-    assets = demo.DemoAssets(root.resolve())
+    root = (options.dir or demo.default_demo_dir()).resolve()
+    # Before anomalib (and matplotlib) load: their caches, the random teacher included, stay in the demo dir.
+    os.environ["XDG_CACHE_HOME"] = str(root / "cache")
+    assets = demo.DemoAssets(root)
     if options.action in {"run", "build"}:
         assets = demo.build(root, force=options.rebuild)
     if options.action == "run":
@@ -199,7 +198,7 @@ def run_demo(options: argparse.Namespace) -> int:
         print(f"demo results : {Path(options.output_dir).resolve()} ({scores['images']} images)")
         print(f"  maps       : *_anomaly.npy, *_anomaly.png; summary: results.csv, results_summary.txt")
         print(f"  image AUROC: {scores['image_auroc']:.3f}   pixel AUROC: {scores['pixel_auroc']:.3f}")
-        print("  (a demo model: random teacher, trained for a minute on texture crops; use your own checkpoint)")
+        print("  (a demo model: random teacher, trained briefly on texture crops; for real use pass your own checkpoint)")
     return 0
 
 

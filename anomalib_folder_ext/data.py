@@ -21,14 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Image
 
-from anomalib_folder_ext.errors import InputError
-from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, discover_images, normalize_extensions
+from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
+from anomalib_folder_ext.errors import FolderInputError
 
 DEFAULT_IMAGE_SIZE = (256, 256)
-
-
-class FolderInputError(InputError):
-    """The input folder cannot be used; the message names the folder and the problem."""
 
 
 @dataclass
@@ -146,37 +142,6 @@ class FolderDataModule(AnomalibDataModule):
     def name(self) -> str:
         return "folder"
 
-    def _find_images(self) -> list[Path]:
-        """Check the folder and list its images now, before any model weights are loaded."""
-        if not self.folder_path.exists():
-            msg = f"folder_path {self.folder_path}: no such folder"
-            raise FolderInputError(msg)
-        if not self.folder_path.is_dir():
-            msg = f"folder_path {self.folder_path}: not a folder"
-            raise FolderInputError(msg)
-        try:
-            images = discover_images(self.folder_path, self.extensions, self.recursive)
-        except PermissionError as exc:
-            msg = f"folder_path {self.folder_path}: cannot be read ({exc.strerror})"
-            raise FolderInputError(msg) from None
-        images = self._without_output_dir(images)
-        if not images:
-            where = "or its sub-folders " if self.recursive else ""
-            msg = (
-                f"folder_path {self.folder_path}: no images found in it {where}"
-                f"(extensions searched: {', '.join(self.extensions)}, any letter case)"
-            )
-            raise FolderInputError(msg)
-        return images
-
-    def _without_output_dir(self, images: list[Path]) -> list[Path]:
-        """Never read back our own results when the output dir sits inside the input folder."""
-        try:
-            inside = self.output_dir.resolve().relative_to(self.folder_path.resolve())
-        except ValueError:
-            return images
-        return [path for path in images if inside.parts != path.parts[: len(inside.parts)]]
-
     def _setup(self, _stage: str | None = None) -> None:
         """Nothing to split: the base class's train/val/test logic does not apply to a predict folder."""
 
@@ -185,7 +150,9 @@ class FolderDataModule(AnomalibDataModule):
         bad folder fails fast; the dataset itself waits for the model's input size (predict_dataloader)."""
         del stage
         if not self.relative_paths:
-            self.relative_paths = self._find_images()
+            self.relative_paths = list_folder_images(
+                self.folder_path, self.extensions, self.recursive, exclude=self.output_dir
+            )
 
     def resolve_image_size(self) -> tuple[int, int]:
         """The model's input size when a model is attached; checked against ``image_size``."""

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 SEED = 0
 CROP = 256
-TRAIN_IMAGES = 60
-TRAIN_STEPS = 60
+TRAIN_IMAGES = 40
+TRAIN_STEPS = TRAIN_IMAGES  # one epoch: validation (quantiles, thresholds) runs at its end
 VAL_NORMAL, VAL_DEFECT = 10, 6
 DEMO_NORMAL, DEMO_DEFECT = 10, 10
 DEFECT_KINDS = ("scratch", "blob", "crack", "stain")
@@ -90,8 +90,10 @@ def paint_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tupl
 
     if kind == "scratch":
         start, end = point(), point()
+        while np.hypot(end[0] - start[0], end[1] - start[1]) < 80:  # long enough to be seen
+            end = point()
         shade = tuple(int(v) for v in rng.integers(200, 256, 3))
-        width = int(rng.integers(2, 5))
+        width = int(rng.integers(3, 6))
         draw.line([start, end], fill=shade, width=width)
         mask_draw.line([start, end], fill=255, width=width)
     elif kind == "blob":
@@ -242,7 +244,7 @@ def build(root: str | Path, force: bool = False) -> DemoAssets:
     if assets.root.exists():
         shutil.rmtree(assets.root)
     started = time.perf_counter()
-    print(f"demo assets: building in {assets.root} (texture crops, painted defects, ~2 min of training on a CPU)")
+    print(f"demo assets: building in {assets.root} (texture crops, painted defects, a few minutes of training on a CPU)")
     write_dataset(assets.root / "data")
     train(assets.root)
     shutil.rmtree(assets.root / "train_run", ignore_errors=True)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 
+from anomalib_folder_ext.errors import FolderInputError
+
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff")
 
 _DIGITS = re.compile(r"(\d+)")
@@ -20,7 +22,7 @@ def normalize_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     cleaned = tuple(dict.fromkeys(ext.strip().lstrip(".").lower() for ext in extensions if ext.strip(". ")))
     if not cleaned:
         msg = "extensions is empty: name at least one image extension, e.g. png"
-        raise ValueError(msg)
+        raise FolderInputError(msg)
     return cleaned
 
 
@@ -65,3 +67,43 @@ def discover_images(
         if path.suffix.lower() in wanted and path.is_file():
             found.append(relative)
     return sorted(found, key=natural_key)
+
+
+def list_folder_images(
+    folder: str | Path,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    recursive: bool = False,
+    exclude: str | Path | None = None,
+) -> list[Path]:
+    """:func:`discover_images`, or a :class:`FolderInputError` naming the folder and the problem.
+
+    ``exclude`` (the output dir) is never read back when it sits inside ``folder``.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        msg = f"folder_path {folder}: no such folder"
+        raise FolderInputError(msg)
+    if not folder.is_dir():
+        msg = f"folder_path {folder}: not a folder"
+        raise FolderInputError(msg)
+    extensions = normalize_extensions(extensions)
+    try:
+        images = discover_images(folder, extensions, recursive)
+    except PermissionError as exc:
+        msg = f"folder_path {folder}: cannot be read ({exc.strerror})"
+        raise FolderInputError(msg) from None
+    if exclude is not None:
+        try:
+            inside = Path(exclude).resolve().relative_to(folder.resolve()).parts
+        except ValueError:
+            inside = None
+        if inside:
+            images = [path for path in images if path.parts[: len(inside)] != inside]
+    if not images:
+        where = "or its sub-folders " if recursive else ""
+        msg = (
+            f"folder_path {folder}: no images found in it {where}"
+            f"(extensions searched: {', '.join(extensions)}, any letter case)"
+        )
+        raise FolderInputError(msg)
+    return images

@@ -16,6 +16,10 @@ class InputError(ValueError):
     """Bad input (folder, checkpoint, output dir, settings); the message names it and the problem."""
 
 
+class FolderInputError(InputError):
+    """The input folder cannot be used."""
+
+
 def one_line_message(exc: BaseException) -> str | None:
     """The one-line message for errors a user fixes by changing input; ``None`` for real bugs."""
     if isinstance(exc, InputError):

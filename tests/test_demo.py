@@ -84,7 +84,10 @@ def test_make_run_steps_build_predict_and_score(tmp_path):
     assert teacher.is_file(), "the random teacher lives in the demo's private cache"
     assert not any(private_home.iterdir()), "the user's cache must stay untouched"
 
-    predict = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml")], cwd=tmp_path, env=env)
+    # as the Makefile runs it: caches inside .demo/
+    predict_env = {"XDG_CACHE_HOME": str(tmp_path / ".demo" / "cache")}
+    predict = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml")], cwd=tmp_path,
+                      env=predict_env)
     assert predict.returncode == 0, predict.stderr[-3000:]
     output = tmp_path / "inference_results_demo"
     count = demo.DEMO_NORMAL + demo.DEMO_DEFECT
@@ -97,6 +100,7 @@ def test_make_run_steps_build_predict_and_score(tmp_path):
     pixel_auroc = float(re.search(r"pixel AUROC: ([0-9.]+)", score.stdout).group(1))
     assert image_auroc >= 0.90 and pixel_auroc >= 0.95, score.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [".demo", "home_cache", "inference_results_demo"]
+    assert not any(private_home.iterdir()), "nothing outside the working dir and the demo dir"
 
     again = run_cli(["anomalib-folder", "demo", "build", "--dir", ".demo"], cwd=tmp_path, env=env)
     assert again.returncode == 0 and "reusing" in again.stdout

@@ -48,3 +48,30 @@ def test_custom_extensions_normalised():
 def test_natural_key_compares_folders_part_by_part():
     paths = ["b/img1.png", "a10/img.png", "a2/img.png"]
     assert sorted(paths, key=natural_key) == ["a2/img.png", "a10/img.png", "b/img1.png"]
+
+
+def test_list_folder_images_never_reads_back_the_output_dir(tmp_path):
+    from anomalib_folder_ext.discover import list_folder_images
+
+    touch(tmp_path, "a.png", "sub/b.png", "results/a_anomaly.png")
+    found = list_folder_images(tmp_path, recursive=True, exclude=tmp_path / "results")
+    assert [p.as_posix() for p in found] == ["a.png", "sub/b.png"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: root / "missing", "no such folder"),
+        (lambda root: (root / "f.png").write_bytes(b"x") and root / "f.png", "not a folder"),
+        (lambda root: (root / "x.txt").write_text("x") and root, "no images found in it (extensions searched: png"),
+    ],
+    ids=["missing", "a-file", "no-images"],
+)
+def test_list_folder_images_errors_name_the_folder(tmp_path, setup, message):
+    from anomalib_folder_ext.discover import list_folder_images
+    from anomalib_folder_ext.errors import FolderInputError
+
+    folder = setup(tmp_path)
+    with pytest.raises(FolderInputError, match=f"folder_path {folder}: .*") as info:
+        list_folder_images(folder)
+    assert message in str(info.value)
