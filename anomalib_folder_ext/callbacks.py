@@ -73,13 +73,14 @@ class AnomalyMapWriter(Callback):
         self._pending: collections.deque[Future] = collections.deque()
         self._rows: dict[str, summary.ImageResult] = {}
         self._stems: dict[str, PurePosixPath] = {}
-        self._order: list[str] = []
-        self._started = 0.0
+        self._started = time.perf_counter()
+        self._failed = False
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "predict":
             return
+        self._reset()
         self.resolved_output_dir = self._resolve_output_dir(trainer)
         artifacts.ensure_writable(self.resolved_output_dir)
         # anomalib saves the run's full config.yaml under the trainer's root dir, by default a
@@ -101,8 +102,8 @@ class AnomalyMapWriter(Callback):
         if not isinstance(datamodule, FolderDataModule):
             msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
             raise TypeError(msg)
-        self._order = [path.as_posix() for path in datamodule.relative_paths]
-        self._stems = dict(zip(self._order, artifacts.output_stems(self._order), strict=True))
+        names = [path.as_posix() for path in datamodule.relative_paths]
+        self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
         self._pool = ThreadPoolExecutor(max_workers=self.write_workers, thread_name_prefix="anomaly-map-writer")
         self._started = time.perf_counter()
 
@@ -166,19 +167,30 @@ class AnomalyMapWriter(Callback):
             self._drain()
         finally:
             self._shutdown()
-        elapsed = time.perf_counter() - self._started
-        if trainer.is_global_zero:
-            rows = [self._rows[name] for name in self._order if name in self._rows]
-            self._write_summaries(trainer, rows, elapsed)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # Let finished writes land; what was written stays valid (each file is written atomically).
+        self._failed = True
         for future in self._pending:
             future.cancel()
         self._shutdown()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Merge every rank's rows on rank 0 and write the summaries.
+
+        Teardown, not ``on_predict_end``: a rank that got no images runs no ``on_predict_*`` hook,
+        but every rank reaches teardown, so the gather here always completes.
+        """
         self._shutdown()
+        if stage != "predict" or self._failed:
+            return
+        elapsed = time.perf_counter() - self._started
+        per_rank = _gather_to_rank_zero(list(self._rows.values()))
+        if trainer.is_global_zero:
+            merged = {row.image: row for rows in per_rank for row in rows}
+            order = [path.as_posix() for path in trainer.datamodule.relative_paths]
+            rows = [merged[name] for name in order if name in merged]
+            self._write_summaries(trainer, rows, elapsed, [len(rows) for rows in per_rank])
 
     def _shutdown(self) -> None:
         if self._pool is not None:
@@ -186,7 +198,9 @@ class AnomalyMapWriter(Callback):
             self._pool = None
         self._pending.clear()
 
-    def _write_summaries(self, trainer: Trainer, rows: list[summary.ImageResult], elapsed: float) -> None:
+    def _write_summaries(
+        self, trainer: Trainer, rows: list[summary.ImageResult], elapsed: float, images_per_rank: list[int]
+    ) -> None:
         datamodule = trainer.datamodule
         ok = sum(row.status == "ok" for row in rows)
         dataset = datamodule.predict_data
@@ -196,7 +210,8 @@ class AnomalyMapWriter(Callback):
             "output dir": self.resolved_output_dir.resolve(),
             "image size (H, W)": dataset.image_size if dataset is not None else "",
             "batch size": datamodule.batch_size,
-            "device": f"{trainer.strategy.root_device} x {trainer.world_size}",
+            "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
+            "ranks": f"{trainer.world_size} (images per rank: {', '.join(map(str, images_per_rank))})",
             "precision": trainer.precision,
             "outputs": ", ".join(
                 name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image)) if on
@@ -209,6 +224,17 @@ class AnomalyMapWriter(Callback):
         out = self.resolved_output_dir
         artifacts.atomic_write(out / summary.CSV_NAME, summary.csv_text(rows).encode())
         artifacts.atomic_write(out / summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
+
+
+def _gather_to_rank_zero(rows: list[summary.ImageResult]) -> list[list[summary.ImageResult]]:
+    """Every rank's rows, indexed by rank, on rank 0 (other ranks get ``[]``); no-op in one process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [rows]
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(rows, gathered, dst=0)
+    return gathered if gathered is not None else []
 
 
 def _post_processed_scores(

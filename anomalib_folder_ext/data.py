@@ -17,7 +17,7 @@ import torch
 from anomalib.data import AnomalibDataModule, ImageBatch, ImageItem
 from anomalib.data.transforms.utils import extract_transforms_by_type
 from anomalib.data.utils import read_image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Image
 
@@ -93,6 +93,25 @@ class FolderImageDataset(Dataset):
         return FolderImageBatch.collate
 
 
+class FolderShardSampler(DistributedSampler):
+    """Rank ``r`` of ``n`` takes images ``r, r + n, r + 2n, ...``: each image exactly once, no padding.
+
+    Lightning's own predict sampler asserts that every rank gets at least one image; this one
+    lets a rank get none (1 image on 2 GPUs), and its loader is then simply empty.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class FolderDataModule(AnomalibDataModule):
     """Predict-only datamodule for a folder of unlabelled images (``batch_01``, ...).
 
@@ -128,6 +147,9 @@ class FolderDataModule(AnomalibDataModule):
         if num_workers is None:
             num_workers = min(4, max((os.cpu_count() or 1) - 1, 0))
         super().__init__(train_batch_size=batch_size, eval_batch_size=batch_size, num_workers=num_workers)
+        # With more ranks than images some ranks get none; Lightning rejects that unless told (and
+        # LightningDataModule.__init__ resets this attribute, so it is set after it).
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.folder_path = Path(folder_path).expanduser()
         self.output_dir = Path(output_dir).expanduser() if output_dir else Path(f"inference_results_{self.folder_path.resolve().name}")
         self.image_size = tuple(image_size) if image_size is not None else None
@@ -184,10 +206,15 @@ class FolderDataModule(AnomalibDataModule):
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
         self.predict_data = FolderImageDataset(self.folder_path, self.relative_paths, self.resolve_image_size())
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = FolderShardSampler(self.predict_data, trainer.world_size, trainer.global_rank)
         return DataLoader(
             self.predict_data,
             batch_size=self.batch_size,
             shuffle=False,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=self.predict_data.collate_fn,
             pin_memory=torch.cuda.is_available(),

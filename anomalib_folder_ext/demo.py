@@ -255,6 +255,43 @@ def build(root: str | Path, force: bool = False) -> DemoAssets:
     return assets
 
 
+def calibrated_checkpoint(path: str | Path, images: list[np.ndarray], model_size: str = "small") -> Path:
+    """A real EfficientAd checkpoint in seconds, for tests and hardware checks (not for detection).
+
+    No training and no download: random weights; the teacher statistics, map quantiles and the
+    post-processor's threshold and min/max are computed from ``images`` (H x W x 3 uint8, 256 x 256)
+    the way a fit's validation would, then the model is saved through a Lightning ``Trainer``.
+    """
+    import torch
+    from anomalib.data import ImageBatch
+    from anomalib.models import EfficientAd
+    from lightning.pytorch import Trainer
+
+    torch.manual_seed(SEED)
+    batch = torch.stack([torch.from_numpy(image).permute(2, 0, 1).float() / 255 for image in images])
+    model = EfficientAd(model_size=model_size).eval()
+    halves = [batch[: len(batch) // 2], batch[len(batch) // 2 :]]
+    batches = [ImageBatch(image=half, gt_label=torch.zeros(len(half), dtype=torch.bool)) for half in halves]
+    with torch.no_grad():
+        model.model.mean_std.update(model.teacher_channel_mean_std(batches))
+        model.model.quantiles.update(model.map_norm_quantiles(batches))
+        normal = model.model(batch)
+    scores, maps = normal.pred_score.flatten(), normal.anomaly_map
+    post = model.post_processor
+    post.image_min.fill_(scores.min())
+    post.image_max.fill_(scores.max() * 2)
+    post._image_threshold.fill_(scores.max() * 1.2)  # noqa: SLF001 - what validation would set
+    post.pixel_min.fill_(maps.min())
+    post.pixel_max.fill_(maps.max() * 2)
+    post._pixel_threshold.fill_(maps.max() * 1.2)  # noqa: SLF001
+
+    path = Path(path)
+    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", default_root_dir=path.parent)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
 # -- scoring ------------------------------------------------------------------------------------
 def evaluate(output_dir: str | Path, mask_folder: str | Path) -> dict[str, float]:
     """Image and pixel AUROC of a finished run, from its files alone.

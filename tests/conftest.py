@@ -36,41 +36,12 @@ def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndar
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer.
+    """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer."""
+    from anomalib_folder_ext.demo import calibrated_checkpoint
 
-    No download: the weights are random, the teacher statistics, map quantiles and the
-    post-processor's threshold and min/max are computed from local images, as a fit would.
-    """
-    import torch
-    from anomalib.data import ImageBatch
-    from anomalib.models import EfficientAd
-    from lightning.pytorch import Trainer
-
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    images = torch.stack(
-        [torch.from_numpy(textured_image(rng, 256, 256)).permute(2, 0, 1).float() / 255 for _ in range(6)]
-    )
-    model = EfficientAd(model_size="small").eval()
-    batches = [ImageBatch(image=images[i : i + 3], gt_label=torch.zeros(3, dtype=torch.bool)) for i in (0, 3)]
-    with torch.no_grad():
-        model.model.mean_std.update(model.teacher_channel_mean_std(batches))
-        model.model.quantiles.update(model.map_norm_quantiles(batches))
-        normal = model.model(images)
-    scores, maps = normal.pred_score.flatten(), normal.anomaly_map
-    post = model.post_processor
-    post.image_min.fill_(scores.min())
-    post.image_max.fill_(scores.max() * 2)
-    post._image_threshold.fill_(scores.max() * 1.2)
-    post.pixel_min.fill_(maps.min())
-    post.pixel_max.fill_(maps.max() * 2)
-    post._pixel_threshold.fill_(maps.max() * 1.2)
-
-    path = tmp_path_factory.mktemp("model") / "efficient_ad.ckpt"
-    trainer = Trainer(logger=False, enable_checkpointing=False, accelerator="cpu", default_root_dir=path.parent)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    return path
+    images = [textured_image(rng, 256, 256) for _ in range(6)]
+    return calibrated_checkpoint(tmp_path_factory.mktemp("model") / "efficient_ad.ckpt", images)
 
 
 # name -> (size (W, H), format); a.png and a.jpg collide on purpose, img2 < img10 tests natural order
