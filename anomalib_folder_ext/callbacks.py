@@ -187,10 +187,10 @@ class AnomalyMapWriter(Callback):
         elapsed = time.perf_counter() - self._started
         per_rank = _gather_to_rank_zero(list(self._rows.values()))
         if trainer.is_global_zero:
-            merged = {row.image: row for rows in per_rank for row in rows}
+            merged = {row.image: row for rank_rows in per_rank for row in rank_rows}
             order = [path.as_posix() for path in trainer.datamodule.relative_paths]
             rows = [merged[name] for name in order if name in merged]
-            self._write_summaries(trainer, rows, elapsed, [len(rows) for rows in per_rank])
+            self._write_summaries(trainer, rows, elapsed, [len(rank_rows) for rank_rows in per_rank])
 
     def _shutdown(self) -> None:
         if self._pool is not None:
