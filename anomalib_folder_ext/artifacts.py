@@ -22,6 +22,11 @@ NPY_SUFFIX = "_anomaly.npy"
 PNG_SUFFIX = "_anomaly.png"
 
 
+def default_output_dir(folder: str | os.PathLike) -> Path:
+    """``inference_results_<folder name>`` in the working directory, as the old script named it."""
+    return Path(f"inference_results_{Path(folder).resolve().name}")
+
+
 def output_stems(relative_paths: Sequence[PurePosixPath | str | os.PathLike]) -> list[PurePosixPath]:
     """One output stem per input, mirroring sub-folders, never two the same.
 

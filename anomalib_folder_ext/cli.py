@@ -140,13 +140,14 @@ def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:
 
 def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     """Everything that can be checked before the model loads; raises with a one-line message."""
-    from anomalib_folder_ext.artifacts import ensure_writable
+    from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
     from anomalib_folder_ext.checkpoint import read_checkpoint
     from anomalib_folder_ext.discover import list_folder_images
     from anomalib_folder_ext.errors import InputError
 
     folder = resolve_folder(options)
-    list_folder_images(folder, options.extensions, options.recursive, exclude=options.output_dir)
+    output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(folder)
+    list_folder_images(folder, options.extensions, options.recursive, exclude=output_dir)
 
     checkpoint = read_checkpoint(options.model_path)
     if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
@@ -156,7 +157,6 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
         )
         raise InputError(msg)
 
-    output_dir = Path(options.output_dir) if options.output_dir else Path(f"inference_results_{folder.resolve().name}")
     ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
     return checkpoint
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2 import Resize
 from torchvision.tv_tensors import Image
 
+from anomalib_folder_ext.artifacts import default_output_dir
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
 from anomalib_folder_ext.errors import FolderInputError
 
@@ -151,7 +152,7 @@ class FolderDataModule(AnomalibDataModule):
         # LightningDataModule.__init__ resets this attribute, so it is set after it).
         self.allow_zero_length_dataloader_with_multiple_devices = True
         self.folder_path = Path(folder_path).expanduser()
-        self.output_dir = Path(output_dir).expanduser() if output_dir else Path(f"inference_results_{self.folder_path.resolve().name}")
+        self.output_dir = Path(output_dir).expanduser() if output_dir else default_output_dir(self.folder_path)
         self.image_size = tuple(image_size) if image_size is not None else None
         self.batch_size = batch_size
         self.recursive = recursive
