@@ -6,6 +6,7 @@ The hooks stay thin; the work is in :mod:`normalize`, :mod:`artifacts` and :mod:
 from __future__ import annotations
 
 import collections
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,31 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext import artifacts, normalize, summary
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
+
+
+class ChannelsLast(Callback):
+    """Run prediction in the channels-last (NHWC) memory layout.
+
+    Convolutions in NHWC take the fast oneDNN kernels on CPUs (and the bf16 matrix units where
+    the CPU has them) and the tensor cores on GPUs; EfficientAd is all convolutions. The maps are
+    the same up to float rounding (fp32: within 1e-5 of NCHW). Precision stays the trainer's
+    (``trainer.precision``); this only changes the layout of the weights and of each batch.
+
+    Example (config)::
+
+        trainer:
+          callbacks:
+            - class_path: anomalib_folder_ext.callbacks.ChannelsLast
+    """
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.to(memory_format=torch.channels_last)
+
+    def on_predict_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: FolderImageBatch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if isinstance(batch.image, torch.Tensor) and batch.image.ndim == 4:
+            batch.image = batch.image.contiguous(memory_format=torch.channels_last)
 
 
 class AnomalyMapWriter(Callback):
@@ -34,9 +60,15 @@ class AnomalyMapWriter(Callback):
         save_as_npy: Write ``<stem>_anomaly.npy`` (H x W float32 in [0, 1]).
         save_as_image: Write ``<stem>_anomaly.png``, colour-mapped.
         colormap: Any matplotlib colormap name.
-        png_compress_level: zlib level 0-9 for the PNGs; 1 is fast and near the smallest.
-        write_workers: Threads encoding and writing files.
+        png_compress_level: zlib level 0-9 for the PNGs; 1 is fast and near the smallest
+            (``benchmarks/throughput.py`` measures the levels).
+        write_workers: Threads colour-mapping, encoding and writing files (zlib, PIL and numpy
+            release the GIL). ``None`` picks ``min(8, CPU count)``.
         top_count: Length of the "most anomalous" list in the text summary.
+        release_maps: Drop each batch's map once copied, so anomalib's PostProcessor skips
+            normalising and thresholding full-size maps that nothing else reads (about half the
+            predict loop's time when the model is fast). Set false when another callback, such as
+            anomalib's visualizer, needs ``anomaly_map`` / ``pred_mask``.
 
     Example (config)::
 
@@ -54,8 +86,9 @@ class AnomalyMapWriter(Callback):
         save_as_image: bool = True,
         colormap: str = "jet",
         png_compress_level: int = 1,
-        write_workers: int = 2,
+        write_workers: int | None = None,
         top_count: int = 10,
+        release_maps: bool = True,
     ) -> None:
         super().__init__()
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -63,8 +96,9 @@ class AnomalyMapWriter(Callback):
         self.save_as_image = save_as_image
         self.colormap = colormap
         self.png_compress_level = png_compress_level
-        self.write_workers = max(1, write_workers)
+        self.write_workers = max(1, write_workers if write_workers is not None else min(8, os.cpu_count() or 1))
         self.top_count = top_count
+        self.release_maps = release_maps
         self._lut = artifacts.colormap_lut(colormap) if save_as_image else None
         self._reset()
 
@@ -121,6 +155,8 @@ class AnomalyMapWriter(Callback):
         # Copy now: anomalib's PostProcessor rewrites the batch's maps right after this hook.
         raw_maps = outputs.anomaly_map.detach().to(torch.float32).cpu().numpy().copy()
         raw_maps = raw_maps.reshape(len(outputs.relative_path), *raw_maps.shape[-2:])
+        if self.release_maps:
+            outputs.anomaly_map = None  # the PostProcessor then skips its pixel-level work
         pred_scores, pred_labels = _post_processed_scores(pl_module, outputs.pred_score)
         sizes = outputs.original_size.tolist()
 
@@ -149,7 +185,7 @@ class AnomalyMapWriter(Callback):
             artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(normalized))
         if self.save_as_image:
             row.png = f"{stem}{artifacts.PNG_SUFFIX}"
-            png = artifacts.encode_png(artifacts.colorize(normalized, self._lut), self.png_compress_level)
+            png = artifacts.encode_colormap_png(normalized, self._lut, self.png_compress_level)
             artifacts.atomic_write(self.resolved_output_dir / row.png, png)
         return row
 
@@ -169,10 +205,13 @@ class AnomalyMapWriter(Callback):
             self._shutdown()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        # Let finished writes land; what was written stays valid (each file is written atomically).
+        """Keep what the model already computed: queued writes still land (each file atomically).
+
+        No summary is written for a failed run; the error that stopped it is the one reported.
+        """
         self._failed = True
         for future in self._pending:
-            future.cancel()
+            future.exception()  # waits; a second write error is not raised over the first
         self._shutdown()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

@@ -17,6 +17,7 @@ from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
 MODEL_CLASS = "anomalib.models.EfficientAd"
 DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
 WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
+CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
 
 
 def _bool(text: str) -> bool:
@@ -58,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
     predict.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     predict.add_argument("--devices", default="1", help="number of devices, or auto")
-    predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed")
-    predict.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(4, CPUs - 1))")
+    predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
+    predict.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(8, CPUs - 1))")
     predict.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
 
     demo = commands.add_parser(
@@ -118,6 +119,7 @@ def predict_config(options: argparse.Namespace, checkpoint) -> dict:  # noqa: AN
             "precision": options.precision,
             "logger": False,
             "callbacks": [
+                {"class_path": CHANNELS_LAST_CLASS},
                 {
                     "class_path": WRITER_CLASS,
                     "init_args": {
@@ -163,9 +165,12 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
 
 def run_anomalib(args: list[str]) -> None:
     """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
-    from anomalib.cli.cli import AnomalibCLI
+    from anomalib.cli.cli import AnomalibCLI  # installs rich's traceback hook over ours
     from anomalib.loggers import configure_logger
 
+    from anomalib_folder_ext.errors import install_excepthook
+
+    install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
     configure_logger()
     AnomalibCLI(args)
 

@@ -125,7 +125,7 @@ class FolderDataModule(AnomalibDataModule):
             other size is an error, because the model's pre-processor would resize again.
         batch_size: Images per forward pass.
         num_workers: DataLoader worker processes decoding and resizing; ``None`` picks
-            ``min(4, CPU count - 1)``.
+            ``min(8, CPU count - 1)``, leaving a core for the predict loop and the writer.
         recursive: Also take images in sub-folders (mirrored in the output dir).
         extensions: File extensions to take, any letter case.
 
@@ -146,7 +146,7 @@ class FolderDataModule(AnomalibDataModule):
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
     ) -> None:
         if num_workers is None:
-            num_workers = min(4, max((os.cpu_count() or 1) - 1, 0))
+            num_workers = min(8, max((os.cpu_count() or 1) - 1, 0))
         super().__init__(train_batch_size=batch_size, eval_batch_size=batch_size, num_workers=num_workers)
         # With more ranks than images some ranks get none; Lightning rejects that unless told (and
         # LightningDataModule.__init__ resets this attribute, so it is set after it).

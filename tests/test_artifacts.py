@@ -59,6 +59,17 @@ def test_png_round_trips_exactly():
     np.testing.assert_array_equal(decoded, rgb)
 
 
+def test_colormap_png_decodes_to_the_colorized_map():
+    """A palette PNG: PIL sees indices (the map quantised to 0-255), RGB decoding gives the colours."""
+    lut = artifacts.colormap_lut("jet")
+    normalized = np.random.default_rng(1).random((19, 29)).astype(np.float32)
+    normalized[0, :3] = [0.0, 1.0, 0.5]
+    png = Image.open(io.BytesIO(artifacts.encode_colormap_png(normalized, lut)))
+    assert png.mode == "P"
+    np.testing.assert_array_equal(np.asarray(png), artifacts.quantize(normalized))
+    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), artifacts.colorize(normalized, lut))
+
+
 def test_npy_round_trips_exactly():
     array = np.random.default_rng(0).random((5, 6)).astype(np.float32)
     restored = np.load(io.BytesIO(artifacts.encode_npy(array)))

@@ -25,7 +25,9 @@ def base(*extra: str) -> list[str]:
 
 
 def writer_args(config: dict) -> dict:
-    (writer,) = config["trainer"]["callbacks"]
+    """The writer's settings; every shipped config and preset also keeps the ChannelsLast callback first."""
+    channels_last, writer = config["trainer"]["callbacks"]
+    assert channels_last["class_path"] == "anomalib_folder_ext.callbacks.ChannelsLast"
     assert writer["class_path"] == "anomalib_folder_ext.callbacks.AnomalyMapWriter"
     return writer["init_args"]
 

@@ -90,3 +90,21 @@ def test_anomalib_predict_errors_stay_one_line(override, fragments, inputs, chec
             "--data.init_args.folder_path", str(inputs / "images")]
     result = run_cli(args + [a.format(root=inputs) for a in override], cwd=tmp_path)
     assert_one_line_error(result, *fragments)
+
+
+def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_finished_maps(checkpoint, tmp_path):
+    """The write pool's error reaches the user; maps already computed are still written; no summary."""
+    folder = tmp_path / "in"
+    names = [f"{letter}.png" for letter in "abcde"]
+    write_images(folder, {**{name: ((64, 64), "PNG") for name in names}, "sub/x.png": ((64, 64), "PNG")})
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "sub").write_text("a file where the writer needs a folder")
+    result = run_cli(
+        ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+         "--output_dir", str(output_dir), "--recursive", "True", "--batch_size", "2", "--save_as_image", "False"],
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, str(output_dir / "sub" / "x_anomaly.npy"), "cannot write")
+    assert sorted(p.name for p in output_dir.glob("*.npy")) == [f"{letter}_anomaly.npy" for letter in "abcde"]
+    assert not (output_dir / "results.csv").exists() and not list(output_dir.glob(".*.tmp"))

@@ -108,7 +108,7 @@ def test_png_is_the_colormapped_npy(yaml_run):
 
     _, _, output_dir, _ = yaml_run
     for row in read_rows(output_dir):
-        png = np.asarray(Image.open(output_dir / row["png"]))
+        png = np.asarray(Image.open(output_dir / row["png"]).convert("RGB"))  # a palette PNG
         assert png.shape == (256, 256, 3)
         np.testing.assert_array_equal(png, colorize(np.load(output_dir / row["npy"]), colormap_lut("jet")))
 

@@ -1,0 +1,358 @@
+"""Throughput on this machine: stock ``anomalib predict`` against ours, the bare model, the I/O ceiling.
+
+    .venv/bin/python benchmarks/throughput.py           # the full table: about 10 min on 2 cores
+    .venv/bin/python benchmarks/throughput.py --quick   # a smoke run on tiny folders (numbers meaningless)
+
+Everything runs on one generated folder of 256x256 PNGs and one EfficientAd-S checkpoint made here
+(offline: random teacher, calibrated on the same kind of images), in one run, so the ratios compare
+like with like. Each pipeline is a real subprocess, exactly as a user starts it:
+
+- stock:   ``anomalib predict --model anomalib.models.EfficientAd --data F --ckpt_path C``
+- ours:    ``anomalib predict --config configs/folder.yaml --config <folder, output, precision>``
+- ceiling: ours with ``io_ceiling_model.TrivialMapEfficientAd`` (the network replaced by a trivial map)
+
+Steady-state images/s removes start-up (imports, checkpoint, workers): each pipeline runs on a
+small and a large folder and ``(N_large - N_small) / (t_large - t_small)`` is reported. Peak RSS is
+the main process's high-water mark (``VmHWM``). The bare model is timed in this process: the checkpoint's
+network, batch 8, in the same precision, no data loading or writing. Benchmarks are not tests:
+nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+@dataclass
+class Timed:
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class Steady:
+    """Two runs of one pipeline, small and large folder."""
+
+    small: Timed
+    large: Timed
+    n_small: int
+    n_large: int
+
+    @property
+    def images_per_s(self) -> float:
+        return (self.n_large - self.n_small) / max(self.large.seconds - self.small.seconds, 1e-9)
+
+    @property
+    def startup_s(self) -> float:
+        return max(self.small.seconds - self.n_small / self.images_per_s, 0.0)
+
+
+def cpu_bf16_instructions() -> set[str]:
+    """The CPU's bf16 instruction sets (AVX512-BF16, AMX); without them torch emulates bf16, slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return set()
+    return BF16_FLAGS.intersection(flags)
+
+
+def make_folder(folder: Path, count: int, seed: int = 0) -> None:
+    """``count`` 256x256 PNG crops of one smooth random texture, with noise: cheap, all different."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    coarse = (rng.random((66, 66, 3)) * 255).astype(np.uint8)
+    texture = np.asarray(Image.fromarray(coarse).resize((1024, 1024), Image.BICUBIC), dtype=np.int16)
+    for index in range(count):
+        top, left = rng.integers(0, 1024 - 256, 2)
+        crop = texture[top : top + 256, left : left + 256] + rng.integers(-6, 7, (256, 256, 3))
+        Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / f"img{index:05d}.png", compress_level=1)
+
+
+def link_subset(source: Path, target: Path, count: int) -> None:
+    """The first ``count`` images of ``source`` as hard links: the same bytes, no second copy."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir())[:count]:
+        link = target / path.name
+        if not link.exists():
+            os.link(path, link)
+
+
+def run_timed(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Timed:
+    """Wall time and peak RSS of one subprocess; its output goes to ``log``; a failure stops the benchmark.
+
+    Peak RSS is the main process's ``VmHWM`` (its own high-water mark since exec), polled: a
+    fork's ``ru_maxrss`` would start at this benchmark's own size.
+    """
+    peak_kb = 0
+    with log.open("w") as handle:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            peak_kb = max(peak_kb, _high_water_kb(process.pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        sys.exit(f"benchmark: {' '.join(command[:3])} ... exited {process.returncode}; see {log}\n{tail}")
+    return Timed(seconds, peak_kb / 1024)
+
+
+def _high_water_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class Bench:
+    def __init__(self, work: Path, checkpoint: Path, batch_size: int) -> None:
+        self.work = work
+        self.checkpoint = checkpoint
+        self.batch_size = batch_size
+        self.env = dict(os.environ, XDG_CACHE_HOME=str(work / "cache"), PYTHONPATH=str(REPO / "benchmarks"))
+
+    def stock(self, folder: Path) -> Timed:
+        cwd = self.work / f"stock_{folder.name}"
+        cwd.mkdir(exist_ok=True)
+        command = [str(BIN / "anomalib"), "predict", "--model", "anomalib.models.EfficientAd",
+                   "--data", str(folder), "--ckpt_path", str(self.checkpoint)]
+        return run_timed(command, cwd, self.env, cwd / "log.txt")
+
+    def ours(
+        self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
+    ) -> Timed:
+        out = self.work / f"{tag}_{precision}_{folder.name}"
+        out.mkdir(exist_ok=True)
+        override = [
+            "data:", "  init_args:", f"    folder_path: {folder}", f"    output_dir: {out / 'results'}",
+            f"    batch_size: {self.batch_size}",
+            f"ckpt_path: {self.checkpoint}", "trainer:", f"  precision: {precision}",
+        ]
+        if model_class:
+            override[:0] = ["model:", f"  class_path: {model_class}"]
+        (out / "override.yaml").write_text("\n".join(override) + "\n")
+        command = [str(BIN / "anomalib"), "predict", "--config", str(REPO / "configs/folder.yaml"),
+                   "--config", str(out / "override.yaml"), *extra]
+        return run_timed(command, REPO, self.env, out / "log.txt")
+
+
+AUTOCAST_DTYPES = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}
+
+
+def bare_model_images_per_s(
+    checkpoint: Path, precision: str, channels_last: bool, batch: int, batches: int, device: str = "cpu"
+) -> float:
+    """The checkpoint's network alone, autocast as Lightning's ``precision`` does: warm-up, then timed batches."""
+    import torch
+    from anomalib.models import EfficientAd
+
+    network = EfficientAd.load_from_checkpoint(checkpoint, map_location=device).model.eval()
+    images = torch.rand(batch, 3, 256, 256, device=device)
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    dtype = getattr(torch, AUTOCAST_DTYPES.get(precision, "float32"))
+    with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=precision in AUTOCAST_DTYPES):
+        for _ in range(2 if device == "cuda" else 1):
+            network(images)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(batches):
+            network(images)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return batch * batches / (time.perf_counter() - started)
+
+
+def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
+    """Max |normalised map difference|, max relative score difference, and how many images were compared."""
+    import csv
+
+    def rows(folder: Path) -> dict[str, dict[str, str]]:
+        with (folder / "results.csv").open(newline="") as handle:
+            return {row["image"]: row for row in csv.DictReader(handle)}
+
+    expected, actual = rows(reference), rows(other)
+    worst_map = worst_score = 0.0
+    for name, row in actual.items():
+        truth = expected[name]
+        worst_map = max(worst_map, float(np.abs(np.load(other / row["npy"]) - np.load(reference / truth["npy"])).max()))
+        score = float(truth["score"])
+        worst_score = max(worst_score, abs(float(row["score"]) - score) / max(abs(score), 1e-12))
+    return worst_map, worst_score, len(actual)
+
+
+def png_levels(maps: list[np.ndarray], levels: tuple[int, ...] = (0, 1, 3, 6, 9)) -> list[tuple[int, float, float, float, float]]:
+    """Per zlib level: ms and KB per image for the palette PNG we write and for an RGB PNG of the same colours."""
+    from anomalib_folder_ext import artifacts, normalize
+
+    lut = artifacts.colormap_lut("jet")
+    normalized = [normalize.minmax_normalize(m) for m in maps]
+    rows = []
+    for level in levels:
+        timings = []
+        for encode in (lambda n: artifacts.encode_colormap_png(n, lut, level),
+                       lambda n: artifacts.encode_png(artifacts.colorize(n, lut), level)):
+            started = time.perf_counter()
+            sizes = [len(encode(n)) for n in normalized]
+            timings += [1000 * (time.perf_counter() - started) / len(normalized), statistics.mean(sizes) / 1024]
+        rows.append((level, *timings))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=16, help="images in the small folder (model runs)")
+    parser.add_argument("--large", type=int, default=64, help="images in the large folder (model runs)")
+    parser.add_argument("--io_small", type=int, default=1000, help="small folder of the I/O-ceiling runs")
+    parser.add_argument("--io_large", type=int, default=10000, help="large folder of the I/O-ceiling runs")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--error_images", type=int, default=4, help="images for the bf16 map-error run")
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        help="end-to-end precisions (default: 32-true, plus bf16-mixed if the CPU has bf16 instructions)")
+    parser.add_argument("--no_stock", action="store_true", help="skip stock anomalib predict")
+    parser.add_argument("--quick", action="store_true", help="tiny folders: checks that the script runs")
+    parser.add_argument("--work", type=Path, default=None, help="scratch dir (default: a new temp dir)")
+    options = parser.parse_args()
+    if options.quick:
+        options.small, options.large, options.io_small, options.io_large, options.error_images = 2, 4, 8, 24, 1
+
+    work = (options.work or Path(tempfile.mkdtemp(prefix="afe_bench_"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # before anomalib loads: the random teacher stays here
+    bf16_isa = cpu_bf16_instructions()
+    precisions = options.precisions or (["32-true", "bf16-mixed"] if bf16_isa else ["32-true"])
+    print(f"benchmark dir: {work}", flush=True)
+
+    started = time.perf_counter()
+    images = work / "images"
+    make_folder(images, max(options.large, options.io_large))
+    folders = {}
+    for name, count in (("small", options.small), ("large", options.large),
+                        ("io_small", options.io_small), ("io_large", options.io_large)):
+        folders[name] = work / f"{name}_{count}"
+        link_subset(images, folders[name], count)
+    from anomalib_folder_ext.demo import calibrated_checkpoint
+
+    calibration = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(images.iterdir())[:8]]
+    checkpoint = calibrated_checkpoint(work / "model.ckpt", calibration)
+    print(f"folders and checkpoint: {time.perf_counter() - started:.0f} s", flush=True)
+
+    bench = Bench(work, checkpoint, options.batch_size)
+    n_small, n_large = options.small, options.large
+    results: list[tuple[str, str, Steady | None, str]] = []
+
+    def measure(label: str, precision: str, run, small: Path, large: Path, n0: int, n1: int, note: str = "") -> Steady:
+        print(f"running: {label} {precision} ...", flush=True)
+        steady = Steady(run(small), run(large), n0, n1)
+        results.append((label, precision, steady, note))
+        return steady
+
+    stock = None
+    if not options.no_stock:
+        stock = measure("stock anomalib predict", "32-true", bench.stock, folders["small"], folders["large"],
+                        n_small, n_large, "batch 1, its visualizer on (the defaults)")
+    ours = {}
+    for precision in precisions:
+        ours[precision] = measure("ours: NPY + PNG + summary", precision, lambda f, p=precision: bench.ours(f, p),
+                                  folders["small"], folders["large"], n_small, n_large,
+                                  f"batch {options.batch_size}, channels_last, configs/folder.yaml")
+    ceiling = measure("ours, I/O ceiling (trivial map)", "32-true",
+                      lambda f: bench.ours(f, "32-true", "io_ceiling_model.TrivialMapEfficientAd", "ceiling"),
+                      folders["io_small"], folders["io_large"], options.io_small, options.io_large,
+                      "decode + resize + normalise + NPY + PNG + CSV")
+
+    # Map error of each mixed precision against 32-true, through the real pipeline. Where bf16 is
+    # emulated (slow), a few images are enough: they are compared with the 32-true run's maps.
+    errors = {}
+    reference = work / f"ours_32-true_{folders['small'].name}" / "results"
+    error_folder = work / f"error_{options.error_images}"
+    link_subset(images, error_folder, options.error_images)
+    for precision in ("bf16-mixed",):
+        print(f"running: map error of {precision} on {options.error_images} images ...", flush=True)
+        bench.ours(error_folder, precision, tag="error")
+        errors[precision] = map_error(reference, work / f"error_{precision}_{error_folder.name}" / "results")
+
+    print("running: bare model ...", flush=True)
+    bare = {}
+    bare_batches = 1 if options.quick else 3
+    for precision in sorted({"32-true", "bf16-mixed"} | set(precisions)):
+        fast = precision in precisions  # bf16 without bf16 instructions: one small batch is enough to show it
+        batch, batches = (options.batch_size, bare_batches) if fast else (1, 1)
+        bare[(precision, True)] = (bare_model_images_per_s(checkpoint, precision, True, batch, batches), batch)
+    bare[("32-true", False)] = (bare_model_images_per_s(checkpoint, "32-true", False, options.batch_size, bare_batches),
+                                options.batch_size)
+
+    maps = [np.load(path) for path in sorted((work / f"ours_32-true_{folders['large'].name}" / "results").glob("*.npy"))]
+    levels = png_levels(maps[:50]) if maps else []
+
+    print()
+    print(f"machine: {os.cpu_count()} CPUs ({_cpu_name()}), bf16 instructions: {', '.join(sorted(bf16_isa)) or 'none'}; "
+          f"torch {__import__('torch').__version__}; {time.perf_counter() - started:.0f} s in all")
+    print(f"steady state from {n_small} vs {n_large} images (I/O ceiling: {options.io_small} vs {options.io_large}), 256x256 PNG")
+    print()
+    print("| pipeline | precision | images/s (steady) | start-up s | peak RSS MB (small / large folder) | notes |")
+    print("|---|---|---:|---:|---:|---|")
+    for label, precision, steady, note in results:
+        print(f"| {label} | {precision} | {steady.images_per_s:.2f} | {steady.startup_s:.1f} "
+              f"| {steady.small.peak_rss_mb:.0f} / {steady.large.peak_rss_mb:.0f} | {note} |")
+    for (precision, channels_last), (rate, batch) in sorted(bare.items()):
+        layout = "channels_last" if channels_last else "NCHW"
+        note = "" if precision in precisions else "not run end to end: no bf16 instructions on this CPU"
+        print(f"| bare model (batch {batch}, {layout}) | {precision} | {rate:.2f} | | | {note} |")
+    print()
+    print("| ratio | value | target |")
+    print("|---|---:|---:|")
+    for precision, steady in ours.items():
+        if stock is not None:
+            print(f"| ours {precision} / stock 32-true | {steady.images_per_s / stock.images_per_s:.2f} | >= 3.3 (bf16) |")
+        print(f"| ours {precision} / bare model {precision} | {steady.images_per_s / bare[(precision, True)][0]:.2f} | >= 0.9 |")
+    print(f"| I/O ceiling images/s | {ceiling.images_per_s:.0f} | >= 300 |")
+    print(f"| peak RSS {options.io_large} / {options.io_small} images | "
+          f"{ceiling.large.peak_rss_mb / ceiling.small.peak_rss_mb:.2f} | <= 1.1 |")
+    print()
+    print("| precision | max abs difference of the normalised maps vs 32-true | max relative score difference | images |")
+    print("|---|---:|---:|---:|")
+    for precision, (map_difference, score_difference, count) in errors.items():
+        print(f"| {precision} | {map_difference:.2e} | {score_difference:.2e} | {count} |")
+    if levels:
+        print()
+        print("| PNG compress_level | palette PNG (written) ms / image | KB / image | RGB PNG ms / image | KB / image |")
+        print("|---:|---:|---:|---:|---:|")
+        for level, ms, kb, rgb_ms, rgb_kb in levels:
+            print(f"| {level} | {ms:.2f} | {kb:.0f} | {rgb_ms:.2f} | {rgb_kb:.0f} |")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Mixed precision and the channels-last layout: faster, and still the same maps (within a measured bound)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, run_cli, write_images
+
+pytestmark = pytest.mark.slow
+
+# bf16-mixed against 32-true on the test checkpoint, measured on this project's CPU runs: see
+# docs/PERFORMANCE.md. The bound leaves about 3x headroom over the worst value measured.
+BF16_MAX_ABS_NORMALIZED = 0.05
+BF16_SCORE_REL = 0.05
+
+
+def rows(output_dir: Path) -> dict[str, dict[str, str]]:
+    with (output_dir / "results.csv").open(newline="") as handle:
+        return {row["image"]: row for row in csv.DictReader(handle)}
+
+
+def test_channels_last_callback_converts_the_weights_and_each_batch():
+    from anomalib.models import EfficientAd
+
+    from anomalib_folder_ext.callbacks import ChannelsLast
+    from anomalib_folder_ext.data import FolderImageBatch
+
+    model = EfficientAd(model_size="small")
+    batch = FolderImageBatch(image=torch.rand(2, 3, 64, 64))
+    callback = ChannelsLast()
+    callback.on_predict_start(None, model)
+    callback.on_predict_batch_start(None, model, batch, 0)
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions)
+    assert batch.image.is_contiguous(memory_format=torch.channels_last)
+    assert not batch.image.is_contiguous()  # really NHWC, not a 1x1 corner case
+
+
+def test_bf16_mixed_maps_match_fp32(checkpoint, tmp_path):
+    folder = tmp_path / "in"
+    write_images(folder, {"a.png": ((256, 256), "PNG"), "b.jpg": ((300, 200), "JPEG")}, seed=3)
+    outputs = {}
+    for precision in ("32-true", "bf16-mixed"):
+        outputs[precision] = tmp_path / precision
+        result = run_cli(
+            ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+             "--data.init_args.folder_path", str(folder), "--data.init_args.output_dir", str(outputs[precision]),
+             "--trainer.precision", precision],
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "precision         : bf16-mixed" in (outputs["bf16-mixed"] / "results_summary.txt").read_text()
+    exact, mixed = rows(outputs["32-true"]), rows(outputs["bf16-mixed"])
+    assert sorted(mixed) == sorted(exact) == ["a.png", "b.jpg"]
+    for name, row in exact.items():
+        full = np.load(outputs["32-true"] / row["npy"])
+        half = np.load(outputs["bf16-mixed"] / mixed[name]["npy"])
+        assert half.dtype == np.float32 and half.shape == full.shape
+        assert np.abs(half - full).max() <= BF16_MAX_ABS_NORMALIZED, name
+        assert float(mixed[name]["score"]) == pytest.approx(float(row["score"]), rel=BF16_SCORE_REL)
+        assert not np.array_equal(half, full), "bf16 gave bit-identical maps: autocast did not run"
