@@ -1,6 +1,6 @@
 """One call on a lent GPU machine: end-to-end and bare-model images/s per precision, outputs verified.
 
-    python benchmarks/gpu_benchmark.py                    # 5,000 images; about 5 min on one H100
+    python benchmarks/gpu_benchmark.py                    # 5,000 images; estimated 5 min on one H100 (not yet run)
     python benchmarks/gpu_benchmark.py --images 500       # a shorter pass
 
 Generates 256x256 PNGs, builds a calibrated EfficientAd-S checkpoint (offline, random teacher),
