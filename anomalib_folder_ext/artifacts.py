@@ -122,17 +122,16 @@ def atomic_write(path: Path, data: bytes) -> None:
 
     A failure (disk full, a file where a folder should be) raises :class:`OutputDirError` naming ``path``.
     """
+    tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputDirError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp_name, path)
     except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise OutputDirError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         raise

@@ -10,7 +10,6 @@ instead of ImageNette. It exists to show the pipeline; real use loads your own c
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from anomalib_folder_ext.summary import read_results
 
 DEMO_VERSION = 2
 SEED = 0
@@ -304,8 +305,7 @@ def evaluate(output_dir: str | Path, mask_folder: str | Path) -> dict[str, float
     from sklearn.metrics import roc_auc_score
 
     output_dir, mask_folder = Path(output_dir), Path(mask_folder)
-    with (output_dir / "results.csv").open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["status"] == "ok"]
+    rows = [row for row in read_results(output_dir) if row["status"] == "ok"]
     image_labels, image_scores, pixel_labels, pixel_scores = [], [], [], []
     for row in rows:
         normalized = np.load(output_dir / row["npy"])

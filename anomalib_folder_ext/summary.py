@@ -9,6 +9,7 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +37,12 @@ class ImageResult:
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ImageResult))
+
+
+def read_results(output_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of a finished run's ``results.csv``, in order, every value as written (text)."""
+    with (Path(output_dir) / CSV_NAME).open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _cell(value: object) -> str:

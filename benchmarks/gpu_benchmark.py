@@ -15,7 +15,6 @@ row, one float32 NPY in [0, 1] and one PNG per image); exit code 1 if a check fa
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import sys
 import tempfile
@@ -32,7 +31,9 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 
 def check_outputs(out: Path, images: int) -> list[str]:
     problems = []
-    rows = list(csv.DictReader((out / "results.csv").open())) if (out / "results.csv").exists() else []
+    from anomalib_folder_ext.summary import read_results
+
+    rows = read_results(out) if (out / "results.csv").exists() else []
     if len(rows) != images or len({row["image"] for row in rows}) != images:
         problems.append(f"{out.name}: {len(rows)} CSV rows for {images} images")
     for row in rows[:: max(1, len(rows) // 50)]:

@@ -186,13 +186,10 @@ def bare_model_images_per_s(
 
 def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
     """Max |normalised map difference|, max relative score difference, and how many images were compared."""
-    import csv
+    from anomalib_folder_ext.summary import read_results
 
-    def rows(folder: Path) -> dict[str, dict[str, str]]:
-        with (folder / "results.csv").open(newline="") as handle:
-            return {row["image"]: row for row in csv.DictReader(handle)}
-
-    expected, actual = rows(reference), rows(other)
+    expected = {row["image"]: row for row in read_results(reference)}
+    actual = {row["image"]: row for row in read_results(other)}
     worst_map = worst_score = 0.0
     for name, row in actual.items():
         truth = expected[name]

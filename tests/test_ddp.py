@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -25,8 +24,9 @@ def predict(checkpoint: Path, folder: Path, cwd: Path, *extra: str, timeout: int
 
 
 def rows(output_dir: Path) -> list[dict[str, str]]:
-    with (output_dir / "results.csv").open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    from anomalib_folder_ext.summary import read_results
+
+    return read_results(output_dir)
 
 
 def test_shard_sampler_takes_every_index_once_even_with_more_ranks_than_images():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ BF16_SCORE_REL = 0.05
 
 
 def rows(output_dir: Path) -> dict[str, dict[str, str]]:
-    with (output_dir / "results.csv").open(newline="") as handle:
-        return {row["image"]: row for row in csv.DictReader(handle)}
+    from anomalib_folder_ext.summary import read_results
+
+    return {row["image"]: row for row in read_results(output_dir)}
 
 
 def test_channels_last_callback_converts_the_weights_and_each_batch():

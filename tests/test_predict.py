@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,9 @@ EXPECTED_ORDER = ["a.jpg", "a.png", "img2.JPG", "img10.png", "scan.bmp", "wafer.
 
 
 def read_rows(output_dir: Path) -> list[dict[str, str]]:
-    with (output_dir / "results.csv").open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    from anomalib_folder_ext.summary import read_results
+
+    return read_results(output_dir)
 
 
 @pytest.fixture(scope="module")
