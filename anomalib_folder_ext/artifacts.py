@@ -14,6 +14,7 @@ import numpy as np
 
 from anomalib_folder_ext.errors import InputError
 
+
 class OutputDirError(InputError):
     """The output dir cannot be created or written; the message names it."""
 
@@ -77,20 +78,19 @@ def colormap_lut(name: str = "jet") -> np.ndarray:
     return np.round(rgba[:, :3] * 255).astype(np.uint8)
 
 
-def quantize(normalized_map: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] as uint8 0-255 (rounded, out-of-range clipped): the colour table's index."""
-    return np.clip(normalized_map * 255.0 + 0.5, 0, 255).astype(np.uint8)
+def colorize(levels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image of 8-bit map levels (:func:`anomalib_folder_ext.maps.quantize`) through ``lut``.
 
-
-def colorize(normalized_map: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to an (H, W, 3) uint8 image through ``lut``."""
-    return lut[quantize(normalized_map)]
+    What a viewer shows for the palette PNG the writer stores.
+    """
+    return lut[np.asarray(levels, dtype=np.uint8)]
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1, palette: np.ndarray | None = None) -> bytes:
     """PNG bytes of an RGB image, or of uint8 indices into ``palette`` ((256, 3) uint8).
 
-    The colour-mapped maps are written as palette PNGs: one byte per pixel instead of three, so
+    The colour-mapped maps are written as palette PNGs (map levels as indices, the colormap's
+    table as palette): one byte per pixel instead of three, so
     encoding is about 4x faster and files are smaller, and every viewer shows exactly
     ``palette[index]``. Level 1 is several times faster than 6 at a modestly larger file
     (``benchmarks/throughput.py`` prints the levels).
@@ -103,11 +103,6 @@ def encode_png(image: np.ndarray, compress_level: int = 1, palette: np.ndarray |
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
-
-
-def encode_colormap_png(normalized_map: np.ndarray, lut: np.ndarray, compress_level: int = 1) -> bytes:
-    """The colour PNG of a normalised map: a palette PNG that decodes to ``colorize(map, lut)``."""
-    return encode_png(quantize(normalized_map), compress_level, palette=lut)
 
 
 def encode_npy(array: np.ndarray) -> bytes:

@@ -1,23 +1,25 @@
 """Lightning glue: turn each predicted batch into NPY / PNG files and the run's summaries.
 
-The hooks stay thin; the work is in :mod:`normalize`, :mod:`artifacts` and :mod:`summary`.
+The hooks stay thin; the work is in :mod:`maps`, :mod:`transfer`, :mod:`artifacts` and :mod:`summary`.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 import torch
 from anomalib.data import InferenceBatch
+from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_folder_ext import artifacts, normalize, summary
+from anomalib_folder_ext import artifacts, maps, summary
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.transfer import HostCopy
+from anomalib_folder_ext.writepool import BatchWritePool
 
 
 class ChannelsLast(Callback):
@@ -26,7 +28,12 @@ class ChannelsLast(Callback):
     Convolutions in NHWC take the fast oneDNN kernels on CPUs (and the bf16 matrix units where
     the CPU has them) and the tensor cores on GPUs; EfficientAd is all convolutions. The maps are
     the same up to float rounding (fp32: within 1e-5 of NCHW). Precision stays the trainer's
-    (``trainer.precision``); this only changes the layout of the weights and of each batch.
+    (``trainer.precision``); this only changes the layout of the weights and of the network's input.
+
+    The input is converted by a forward pre-hook on the network, so it happens after anomalib's
+    pre-processor (which may resize on the device). Batches from
+    :class:`~anomalib_folder_ext.data.FolderDataModule` of one image size arrive in NHWC
+    already (no conversion at all).
 
     Example (config)::
 
@@ -35,14 +42,26 @@ class ChannelsLast(Callback):
             - class_path: anomalib_folder_ext.callbacks.ChannelsLast
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._hook = None
+
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.to(memory_format=torch.channels_last)
+        network = getattr(pl_module, "model", pl_module)
+        self._hook = network.register_forward_pre_hook(_channels_last_input)
 
-    def on_predict_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: FolderImageBatch, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if isinstance(batch.image, torch.Tensor) and batch.image.ndim == 4:
-            batch.image = batch.image.contiguous(memory_format=torch.channels_last)
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+
+def _channels_last_input(module: torch.nn.Module, args: tuple) -> tuple | None:
+    del module
+    if args and isinstance(args[0], torch.Tensor) and args[0].ndim == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    return None
 
 
 class AnomalyMapWriter(Callback):
@@ -50,10 +69,13 @@ class AnomalyMapWriter(Callback):
 
     Runs before anomalib's PostProcessor in the predict loop (Lightning appends the model's own
     callbacks after the trainer's), so it sees the model's raw map. The image-level
-    ``pred_score`` / ``pred_label`` come from the model's own post-processor applied to the raw score.
+    ``pred_score`` / ``pred_label`` are the model's own post-processor's numbers.
 
-    Encoding and file writes run on a small bounded thread pool so the model does not wait on
-    the disk; everything is flushed before the summaries are written.
+    The predict loop never waits here: normalisation, statistics and the PNG's 8-bit levels are
+    computed for the whole batch where the maps are (:mod:`maps`), the results start on their way
+    to host memory (:class:`~anomalib_folder_ext.transfer.HostCopy`), and a bounded thread pool
+    waits for them, encodes and writes. At most a few batches are in flight (back-pressure), and
+    everything is flushed before the summaries are written.
 
     Args:
         output_dir: Where to write; ``None`` takes the datamodule's ``output_dir``.
@@ -62,13 +84,12 @@ class AnomalyMapWriter(Callback):
         colormap: Any matplotlib colormap name.
         png_compress_level: zlib level 0-9 for the PNGs; 1 is fast and near the smallest
             (``benchmarks/throughput.py`` measures the levels).
-        write_workers: Threads colour-mapping, encoding and writing files (zlib, PIL and numpy
-            release the GIL). ``None`` picks ``min(8, CPU count)``.
+        write_workers: Threads encoding and writing files (zlib, PIL and file writes release
+            the GIL). ``None`` picks ``min(8, CPU count)``.
         top_count: Length of the "most anomalous" list in the text summary.
-        release_maps: Drop each batch's map once copied, so anomalib's PostProcessor skips
-            normalising and thresholding full-size maps that nothing else reads (about half the
-            predict loop's time when the model is fast). Set false when another callback, such as
-            anomalib's visualizer, needs ``anomaly_map`` / ``pred_mask``.
+        release_maps: Drop each batch's map once handed over, so anomalib's PostProcessor skips
+            normalising and thresholding full-size maps that nothing else reads. Set false when
+            another callback, such as anomalib's visualizer, needs ``anomaly_map`` / ``pred_mask``.
 
     Example (config)::
 
@@ -103,11 +124,12 @@ class AnomalyMapWriter(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: collections.deque[Future] = collections.deque()
+        self._pool: BatchWritePool[summary.ImageResult] | None = None
         self._rows: dict[str, summary.ImageResult] = {}
         self._stems: dict[str, PurePosixPath] = {}
-        self._started = time.perf_counter()
+        self._started = time.perf_counter()  # predict start; the loop's clock starts at the first batch
+        self._first_batch_at: float | None = None
+        self._labels_from_threshold = False
         self._failed = False
 
     # -- set-up -------------------------------------------------------------------------------
@@ -138,10 +160,19 @@ class AnomalyMapWriter(Callback):
             raise TypeError(msg)
         names = [path.as_posix() for path in datamodule.relative_paths]
         self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
-        self._pool = ThreadPoolExecutor(max_workers=self.write_workers, thread_name_prefix="anomaly-map-writer")
+        # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
+        max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
+        self._pool = BatchWritePool(self.write_workers, max_batches)
+        self._labels_from_threshold = _has_image_threshold(pl_module)  # one device sync, here, not per batch
         self._started = time.perf_counter()
 
     # -- per batch ----------------------------------------------------------------------------
+    def on_predict_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: FolderImageBatch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._first_batch_at is None:
+            self._first_batch_at = time.perf_counter()
+
     def on_predict_batch_end(
         self,
         trainer: Trainer,
@@ -152,55 +183,55 @@ class AnomalyMapWriter(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         del trainer, batch, batch_idx, dataloader_idx
-        # Copy now: anomalib's PostProcessor rewrites the batch's maps right after this hook.
-        raw_maps = outputs.anomaly_map.detach().to(torch.float32).cpu().numpy().copy()
-        raw_maps = raw_maps.reshape(len(outputs.relative_path), *raw_maps.shape[-2:])
+        computed = maps.process_maps(outputs.anomaly_map, with_levels=self.save_as_image)
+        pred_scores, pred_labels = _image_scores(pl_module, outputs.pred_score, self._labels_from_threshold)
         if self.release_maps:
             outputs.anomaly_map = None  # the PostProcessor then skips its pixel-level work
-        pred_scores, pred_labels = _post_processed_scores(pl_module, outputs.pred_score)
-        sizes = outputs.original_size.tolist()
+        if pred_labels is not None and outputs.pred_label is None:
+            outputs.pred_label = pred_labels  # the same labels; the PostProcessor then does not wait for the device
+        tensors = {"stats": computed.stats}
+        if self.save_as_npy:
+            tensors["normalized"] = computed.normalized
+        if self.save_as_image:
+            tensors["levels"] = computed.levels
+        if pred_scores is not None:
+            tensors["pred_score"] = pred_scores
+        if pred_labels is not None:
+            tensors["pred_label"] = pred_labels
+        copy = HostCopy(tensors)
+        items = zip(outputs.relative_path, outputs.original_size, outputs.error, strict=True)
+        self._keep(self._pool.submit(partial(self._write_one, copy, index, *item) for index, item in enumerate(items)))
 
-        for i, relative in enumerate(outputs.relative_path):
-            row = summary.ImageResult(image=relative, height=int(sizes[i][0]), width=int(sizes[i][1]))
-            if outputs.error[i]:
-                row.status, row.error = "failed", outputs.error[i]
-                self._rows[relative] = row
-                continue
-            row.pred_score = pred_scores[i] if pred_scores is not None else float("nan")
-            row.pred_label = pred_labels[i] if pred_labels is not None else None
-            self._submit(row, raw_maps[i])
-
-    def _submit(self, row: summary.ImageResult, raw_map: np.ndarray) -> None:
-        while len(self._pending) >= 4 * self.write_workers:
-            self._collect(self._pending.popleft())
-        self._pending.append(self._pool.submit(self._write_one, row, raw_map))
-
-    def _write_one(self, row: summary.ImageResult, raw_map: np.ndarray) -> summary.ImageResult:
-        normalized = normalize.minmax_normalize(raw_map)
-        stats = normalize.map_stats(raw_map, normalized)
-        row.score, row.raw_min, row.raw_mean, row.norm_mean = stats.score, stats.raw_min, stats.raw_mean, stats.norm_mean
-        stem = self._stems[row.image]
+    def _write_one(
+        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str
+    ) -> summary.ImageResult:
+        row = summary.ImageResult(image=name, height=int(size[0]), width=int(size[1]))
+        if error:
+            row.status, row.error = "failed", error
+            return row
+        host = copy.wait()
+        row.score, row.raw_min, row.raw_mean, row.norm_mean = host["stats"][index].tolist()
+        if "pred_score" in host:
+            row.pred_score = float(host["pred_score"][index])
+        if "pred_label" in host:
+            row.pred_label = bool(host["pred_label"][index])
+        stem = self._stems[name]
         if self.save_as_npy:
             row.npy = f"{stem}{artifacts.NPY_SUFFIX}"
-            artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(normalized))
+            artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(host["normalized"][index].numpy()))
         if self.save_as_image:
             row.png = f"{stem}{artifacts.PNG_SUFFIX}"
-            png = artifacts.encode_colormap_png(normalized, self._lut, self.png_compress_level)
+            png = artifacts.encode_png(host["levels"][index].numpy(), self.png_compress_level, palette=self._lut)
             artifacts.atomic_write(self.resolved_output_dir / row.png, png)
         return row
 
-    def _collect(self, future: Future) -> None:
-        row = future.result()  # re-raises a failed write here, in the predict loop
-        self._rows[row.image] = row
-
-    def _drain(self) -> None:
-        while self._pending:
-            self._collect(self._pending.popleft())
+    def _keep(self, rows: list[summary.ImageResult]) -> None:
+        self._rows.update((row.image, row) for row in rows)
 
     # -- end ----------------------------------------------------------------------------------
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         try:
-            self._drain()
+            self._keep(self._pool.drain())  # a failed write is raised here, naming its file
         finally:
             self._shutdown()
 
@@ -210,8 +241,8 @@ class AnomalyMapWriter(Callback):
         No summary is written for a failed run; the error that stopped it is the one reported.
         """
         self._failed = True
-        for future in self._pending:
-            future.exception()  # waits; a second write error is not raised over the first
+        if self._pool is not None:
+            self._pool.abandon()
         self._shutdown()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -223,26 +254,37 @@ class AnomalyMapWriter(Callback):
         self._shutdown()
         if stage != "predict" or self._failed:
             return
-        elapsed = time.perf_counter() - self._started
-        per_rank = _gather_to_rank_zero(list(self._rows.values()))
+        finished = time.perf_counter()
+        loop_s = finished - (self._first_batch_at or self._started)
+        mine = RankReport(list(self._rows.values()), self._startup_s(), loop_s, _peak_memory(trainer))
+        reports = _gather_to_rank_zero(mine)
         if trainer.is_global_zero:
-            merged = {row.image: row for rank_rows in per_rank for row in rank_rows}
+            merged = {row.image: row for report in reports for row in report.rows}
             order = [path.as_posix() for path in trainer.datamodule.relative_paths]
             rows = [merged[name] for name in order if name in merged]
-            self._write_summaries(trainer, rows, elapsed, [len(rank_rows) for rank_rows in per_rank])
+            self._write_summaries(trainer, rows, reports)
+
+    def _startup_s(self) -> float | None:
+        """Seconds from the process's start to its first batch: imports, checkpoint, workers."""
+        age = _process_age_s()
+        if age is None or self._first_batch_at is None:
+            return None
+        return age - (time.perf_counter() - self._first_batch_at)
 
     def _shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.close()
             self._pool = None
-        self._pending.clear()
 
     def _write_summaries(
-        self, trainer: Trainer, rows: list[summary.ImageResult], elapsed: float, images_per_rank: list[int]
+        self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport]
     ) -> None:
         datamodule = trainer.datamodule
         ok = sum(row.status == "ok" for row in rows)
         dataset = datamodule.predict_data
+        startups = [f"{report.startup_s:.1f}" for report in reports if report.startup_s is not None]
+        loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
+        per_rank = ", per rank" if len(reports) > 1 else ""
         parameters = {
             "checkpoint": trainer.ckpt_path or "(none: weights as instantiated)",
             "folder": datamodule.folder_path.resolve(),
@@ -250,41 +292,95 @@ class AnomalyMapWriter(Callback):
             "image size (H, W)": dataset.image_size if dataset is not None else "",
             "batch size": datamodule.batch_size,
             "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
-            "ranks": f"{trainer.world_size} (images per rank: {', '.join(map(str, images_per_rank))})",
+            "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
             "precision": trainer.precision,
             "outputs": ", ".join(
                 name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image)) if on
             )
             or "summary only",
             "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed)",
-            "wall time": f"{elapsed:.2f} s",
-            "throughput": f"{len(rows) / elapsed:.2f} images/s" if elapsed > 0 else "",
+            "start-up": f"{' / '.join(startups)} s (process start to first batch{per_rank})" if startups else "n/a",
+            "predict loop": f"{loop_s:.2f} s (first batch to last file written)",
+            "throughput": f"{len(rows) / loop_s:.2f} images/s" if loop_s > 0 else "",
+            "peak memory": " / ".join(report.peak_memory for report in reports) + (f" ({per_rank[2:]})" if per_rank else ""),
         }
         out = self.resolved_output_dir
         artifacts.atomic_write(out / summary.CSV_NAME, summary.csv_text(rows).encode())
         artifacts.atomic_write(out / summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
 
 
-def _gather_to_rank_zero(rows: list[summary.ImageResult]) -> list[list[summary.ImageResult]]:
-    """Every rank's rows, indexed by rank, on rank 0 (other ranks get ``[]``); no-op in one process."""
+@dataclass
+class RankReport:
+    """What one rank sends to rank 0 at the end: its rows and how its process fared."""
+
+    rows: list[summary.ImageResult]
+    startup_s: float | None
+    loop_s: float
+    peak_memory: str
+
+
+def _peak_memory(trainer: Trainer) -> str:
+    """Peak host RSS of this process and, on a GPU, the peak memory torch allocated there."""
+    import resource
+
+    host_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    text = f"host {host_mib:.0f} MiB"
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+    return text
+
+
+def _process_age_s() -> float | None:
+    """How long this process has been running (Linux ``/proc``); ``None`` where that is unknown."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _gather_to_rank_zero(report: RankReport) -> list[RankReport]:
+    """Every rank's report, indexed by rank, on rank 0 (other ranks get ``[]``); no-op in one process."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [rows]
+        return [report]
     gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(rows, gathered, dst=0)
+    dist.gather_object(report, gathered, dst=0)
     return gathered if gathered is not None else []
 
 
-def _post_processed_scores(
-    pl_module: LightningModule, raw_scores: torch.Tensor
-) -> tuple[list[float] | None, list[bool] | None]:
-    """The model's own post-processor applied to raw image scores: anomalib's ``pred_score`` and label."""
+def _has_image_threshold(pl_module: LightningModule) -> bool:
+    """Whether anomalib's post-processor has an image threshold to label with (asked once per run)."""
+    post_processor = getattr(pl_module, "post_processor", None)
+    if not isinstance(post_processor, PostProcessor) or not post_processor.enable_thresholding:
+        return False
+    return not bool(torch.isnan(post_processor.normalized_image_threshold).item())
+
+
+def _image_scores(
+    pl_module: LightningModule, raw_scores: torch.Tensor | None, labels_from_threshold: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """anomalib's ``pred_score`` and ``pred_label`` for raw image scores, as device tensors.
+
+    For anomalib's ``PostProcessor`` this is its own normalisation and threshold, without its
+    per-call check of the threshold on the host (which would wait for the device every batch).
+    """
     post_processor = getattr(pl_module, "post_processor", None)
     if post_processor is None or raw_scores is None:
         return None, None
-    processed = post_processor(InferenceBatch(pred_score=raw_scores.detach().float()))
-    scores = processed.pred_score.flatten().cpu().tolist()
+    raw = raw_scores.detach().to(torch.float32).reshape(-1)
+    if isinstance(post_processor, PostProcessor):
+        scores = raw
+        if post_processor.enable_normalization:
+            scores = PostProcessor._normalize(  # noqa: SLF001 - the post-processor's own arithmetic
+                raw, post_processor.image_min, post_processor.image_max, post_processor.image_threshold
+            )
+        labels = scores > post_processor.normalized_image_threshold if labels_from_threshold else None
+        return scores, labels
+    processed = post_processor(InferenceBatch(pred_score=raw))  # another post-processor: its own forward
     label = processed.pred_label
-    labels = label.flatten().cpu().tolist() if label is not None and label.dtype == torch.bool else None
-    return scores, labels
+    labels = label.reshape(-1) if label is not None and label.dtype == torch.bool else None
+    return processed.pred_score.reshape(-1), labels

@@ -1,9 +1,18 @@
 """A datamodule for unlabelled image folders, fed to ``Trainer.predict`` by anomalib's CLI/Engine.
 
-Images are decoded with anomalib's own ``read_image`` and resized with the same torchvision
-``Resize`` the model's pre-processor uses, inside DataLoader workers. The pre-processor's resize
-then meets images already at its size and leaves them untouched (torchvision returns same-size
-inputs as they are), so the maps equal anomalib's own while decoding runs in parallel.
+The data path is built so the device never waits for the host:
+
+- DataLoader workers decode each file to ``uint8`` (4x fewer bytes than float32) and collate a
+  batch into one (B, H, W, 3) block, which reads as an NCHW batch in channels-last memory;
+- the loader pins it, Lightning copies it to the device without blocking, and
+  :meth:`FolderDataModule.on_after_batch_transfer` converts it to float there, exactly as
+  anomalib's ``read_image`` does (``to_dtype(..., scale=True)``);
+- the model's own pre-processor then resizes the batch on the device, so the maps are anomalib's
+  own by construction.
+
+A batch whose images differ in size cannot be one block: its images are converted and resized in
+the worker with the pre-processor's own ``Resize`` (the float path), and the pre-processor's
+resize then leaves them as they are. Folders of one image size, the usual case, never take it.
 """
 
 from __future__ import annotations
@@ -13,12 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from anomalib.data import AnomalibDataModule, ImageBatch, ImageItem
 from anomalib.data.transforms.utils import extract_transforms_by_type
-from anomalib.data.utils import read_image
+from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2 import Resize
+from torchvision.transforms.v2.functional import to_dtype
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
@@ -28,26 +39,60 @@ from anomalib_folder_ext.errors import FolderInputError
 DEFAULT_IMAGE_SIZE = (256, 256)
 
 
+def _checked_image(image: torch.Tensor) -> Image:
+    """anomalib's image checks, without its conversion to float: ``uint8`` stays ``uint8`` until the device."""
+    if not isinstance(image, torch.Tensor):
+        msg = f"Image must be a torch.Tensor, got {type(image)}."
+        raise TypeError(msg)
+    if image.ndim not in {3, 4} or image.shape[-3] != 3:
+        msg = f"Image must have shape [3, H, W] or [N, 3, H, W], got shape {tuple(image.shape)}."
+        raise ValueError(msg)
+    return Image(image if image.dtype in {torch.uint8, torch.float32} else image.to(torch.float32))
+
+
 @dataclass
 class FolderImageItem(ImageItem):
-    """An ``ImageItem`` that remembers where it came from and how big it was."""
+    """An ``ImageItem`` that remembers where it came from and how big it was; its image is ``uint8``."""
 
     relative_path: str = ""
-    original_size: torch.Tensor | None = None  # (H, W) before resizing
+    original_size: tuple[int, int] = (0, 0)  # (H, W) of the file
     error: str = ""  # why the file could not be read; "" when it was
+
+    @staticmethod
+    def validate_image(image: torch.Tensor) -> Image:
+        return _checked_image(image)
 
 
 @dataclass
 class FolderImageBatch(ImageBatch):
-    """Batch of :class:`FolderImageItem`; the extra fields collate like the standard ones."""
+    """Batch of :class:`FolderImageItem`. The image is ``uint8`` until it is on the device.
+
+    ``relative_path``, ``original_size`` and ``error`` are plain lists, so Lightning leaves them
+    on the host and reading them never waits for the device.
+    """
 
     relative_path: list[str] | None = None
-    original_size: torch.Tensor | None = None
+    original_size: list[tuple[int, int]] | None = None
     error: list[str] | None = None
+
+    @staticmethod
+    def validate_image(image: torch.Tensor) -> Image:
+        return _checked_image(image)
+
+    def pin_memory(self) -> FolderImageBatch:
+        """Called by the DataLoader's pinning thread: page-locked memory makes the device copy asynchronous."""
+        self.image = self.image.pin_memory()
+        return self
+
+
+def decode_rgb(path: Path) -> np.ndarray:
+    """The file as an (H, W, 3) ``uint8`` array: the pixels anomalib's ``read_image`` starts from."""
+    with PILImage.open(path) as picture:
+        return np.array(picture.convert("RGB"))  # a writable copy: torch.from_numpy needs one
 
 
 class FolderImageDataset(Dataset):
-    """Images of one folder, resized to ``image_size``.
+    """Images of one folder, decoded to ``uint8``; batches are collated by :meth:`collate`.
 
     A file that cannot be decoded does not stop the run: it yields a black image and its error,
     and the writer lists it as failed.
@@ -55,14 +100,14 @@ class FolderImageDataset(Dataset):
     Example:
         >>> dataset = FolderImageDataset("path/to/batch_01", ["a.png"], (256, 256))  # doctest: +SKIP
         >>> item = dataset[0]  # doctest: +SKIP
-        >>> item.image.shape, item.relative_path  # doctest: +SKIP
-        (torch.Size([3, 256, 256]), 'a.png')
+        >>> item.image.dtype, item.original_size, item.relative_path  # doctest: +SKIP
+        (torch.uint8, (300, 200), 'a.png')
     """
 
     def __init__(self, root: str | Path, relative_paths: Sequence[Path], image_size: tuple[int, int]) -> None:
         super().__init__()
         self.root = Path(root)
-        self.relative_paths = list(relative_paths)
+        self.relative_paths = [Path(path) for path in relative_paths]
         self.image_size = tuple(image_size)
         self.resize = Resize(self.image_size, antialias=True)
 
@@ -74,24 +119,42 @@ class FolderImageDataset(Dataset):
         path = self.root / relative
         error = ""
         try:
-            image = read_image(path, as_tensor=True)
-            original_size = torch.tensor(image.shape[-2:])
-            image = self.resize(Image(image))
+            pixels = decode_rgb(path)
+            original_size = (int(pixels.shape[0]), int(pixels.shape[1]))
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not raised
             error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-            image = Image(torch.zeros(3, *self.image_size))
-            original_size = torch.tensor([0, 0])
+            pixels = np.zeros((*self.image_size, 3), dtype=np.uint8)
+            original_size = (0, 0)
         return FolderImageItem(
-            image=image,
+            image=torch.from_numpy(pixels).permute(2, 0, 1),  # CHW view of HWC memory, no copy
             image_path=str(path),
             relative_path=relative.as_posix(),
             original_size=original_size,
             error=error,
         )
 
+    def collate(self, items: list[FolderImageItem]) -> FolderImageBatch:
+        """One ``uint8`` block when the images share a size, else the float path (see the module doc)."""
+        sizes = {tuple(item.image.shape[-2:]) for item in items}
+        if len(sizes) == 1:
+            height, width = sizes.pop()
+            block = torch.empty((len(items), height, width, 3), dtype=torch.uint8)
+            for index, item in enumerate(items):
+                block[index].copy_(item.image.permute(1, 2, 0))
+            image = block.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
+        else:
+            image = torch.stack([self.resize(to_dtype(item.image, torch.float32, scale=True)) for item in items])
+        return FolderImageBatch(
+            image=image,
+            image_path=[item.image_path for item in items],
+            relative_path=[item.relative_path for item in items],
+            original_size=[item.original_size for item in items],
+            error=[item.error for item in items],
+        )
+
     @property
     def collate_fn(self):  # noqa: ANN201 - same contract as anomalib's datasets
-        return FolderImageBatch.collate
+        return self.collate
 
 
 class FolderShardSampler(DistributedSampler):
@@ -204,6 +267,13 @@ class FolderDataModule(AnomalibDataModule):
         size = resizes[0].size
         return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
 
+    def on_after_batch_transfer(self, batch: FolderImageBatch, dataloader_idx: int) -> FolderImageBatch:
+        """On the device: ``uint8`` to float in [0, 1], as anomalib's ``read_image`` does on the host."""
+        del dataloader_idx
+        if isinstance(batch, FolderImageBatch) and batch.image.dtype == torch.uint8:
+            batch.image = to_dtype(batch.image, torch.float32, scale=True)
+        return batch
+
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
         self.predict_data = FolderImageDataset(self.folder_path, self.relative_paths, self.resolve_image_size())
@@ -218,6 +288,6 @@ class FolderDataModule(AnomalibDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=self.predict_data.collate_fn,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
             persistent_workers=False,
         )

@@ -72,16 +72,31 @@ def cpu_bf16_instructions() -> set[str]:
     return BF16_FLAGS.intersection(flags)
 
 
-def make_folder(folder: Path, count: int, seed: int = 0) -> None:
-    """``count`` 256x256 PNG crops of one smooth random texture, with noise: cheap, all different."""
+def make_folder(folder: Path, count: int, seed: int = 0, size: int = 256, fmt: str = "PNG") -> None:
+    """``count`` ``size``x``size`` crops of one smooth random texture, with noise: cheap, all different.
+
+    Generated in parallel on every CPU; the files depend only on the arguments.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
     folder.mkdir(parents=True, exist_ok=True)
+    chunks = [range(start, min(start + 250, count)) for start in range(0, count, 250)]
+    with ProcessPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1) or 1) as pool:
+        list(pool.map(_make_images, [(folder, chunk, seed, size, fmt) for chunk in chunks]))
+
+
+def _make_images(job: tuple[Path, range, int, int, str]) -> None:
+    folder, indices, seed, size, fmt = job
     rng = np.random.default_rng(seed)
-    coarse = (rng.random((66, 66, 3)) * 255).astype(np.uint8)
-    texture = np.asarray(Image.fromarray(coarse).resize((1024, 1024), Image.BICUBIC), dtype=np.int16)
-    for index in range(count):
-        top, left = rng.integers(0, 1024 - 256, 2)
-        crop = texture[top : top + 256, left : left + 256] + rng.integers(-6, 7, (256, 256, 3))
-        Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).save(folder / f"img{index:05d}.png", compress_level=1)
+    coarse = (rng.random((size // 16 + 2, size // 16 + 2, 3)) * 255).astype(np.uint8)
+    texture = np.asarray(Image.fromarray(coarse).resize((4 * size, 4 * size), Image.BICUBIC), dtype=np.int16)
+    suffix = {"PNG": "png", "JPEG": "jpg"}[fmt]
+    for index in indices:
+        crop_rng = np.random.default_rng((seed, index))
+        top, left = crop_rng.integers(0, 3 * size, 2)
+        crop = texture[top : top + size, left : left + size] + crop_rng.integers(-6, 7, (size, size, 3))
+        picture = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8))
+        picture.save(folder / f"img{index:05d}.{suffix}", **({"compress_level": 1} if fmt == "PNG" else {"quality": 90}))
 
 
 def link_subset(source: Path, target: Path, count: int) -> None:
@@ -140,6 +155,13 @@ class Bench:
     def ours(
         self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
     ) -> Timed:
+        command, out = self.ours_command(folder, precision, model_class, tag, extra)
+        return run_timed(command, REPO, self.env, out / "log.txt")
+
+    def ours_command(
+        self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
+    ) -> tuple[list[str], Path]:
+        """``anomalib predict`` with configs/folder.yaml and an override file; results in ``<out>/results``."""
         out = self.work / f"{tag}_{precision}_{folder.name}"
         out.mkdir(exist_ok=True)
         override = [
@@ -152,15 +174,22 @@ class Bench:
         (out / "override.yaml").write_text("\n".join(override) + "\n")
         command = [str(BIN / "anomalib"), "predict", "--config", str(REPO / "configs/folder.yaml"),
                    "--config", str(out / "override.yaml"), *extra]
-        return run_timed(command, REPO, self.env, out / "log.txt")
+        return command, out
 
 
 AUTOCAST_DTYPES = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}
 
 
-def bare_model_images_per_s(
-    checkpoint: Path, precision: str, channels_last: bool, batch: int, batches: int, device: str = "cpu"
-) -> float:
+@dataclass
+class BareModel:
+    images_per_s: float
+    first_call_s: float  # the first forward: with torch.compile, the compile time
+
+
+def bare_model(
+    checkpoint: Path, precision: str, channels_last: bool, batch: int, batches: int, device: str = "cpu",
+    compile_model: bool = False,
+) -> BareModel:
     """The checkpoint's network alone, autocast as Lightning's ``precision`` does: warm-up, then timed batches."""
     import torch
     from anomalib.models import EfficientAd
@@ -170,18 +199,33 @@ def bare_model_images_per_s(
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
+    if compile_model:
+        network = torch.compile(network)
     dtype = getattr(torch, AUTOCAST_DTYPES.get(precision, "float32"))
-    with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=precision in AUTOCAST_DTYPES):
-        for _ in range(2 if device == "cuda" else 1):
-            network(images)
+
+    def synchronize() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
+
+    with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=precision in AUTOCAST_DTYPES):
+        started = time.perf_counter()
+        network(images)
+        synchronize()
+        first_call_s = time.perf_counter() - started
+        for _ in range(2 if device == "cuda" else 0):
+            network(images)
+        synchronize()
         started = time.perf_counter()
         for _ in range(batches):
             network(images)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return batch * batches / (time.perf_counter() - started)
+        synchronize()
+        return BareModel(batch * batches / (time.perf_counter() - started), first_call_s)
+
+
+def bare_model_images_per_s(
+    checkpoint: Path, precision: str, channels_last: bool, batch: int, batches: int, device: str = "cpu"
+) -> float:
+    return bare_model(checkpoint, precision, channels_last, batch, batches, device).images_per_s
 
 
 def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
@@ -201,18 +245,21 @@ def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
 
 def png_levels(maps: list[np.ndarray], levels: tuple[int, ...] = (0, 1, 3, 6, 9)) -> list[tuple[int, float, float, float, float]]:
     """Per zlib level: ms and KB per image for the palette PNG we write and for an RGB PNG of the same colours."""
-    from anomalib_folder_ext import artifacts, normalize
+    import torch
+
+    from anomalib_folder_ext import artifacts
+    from anomalib_folder_ext.maps import process_maps
 
     lut = artifacts.colormap_lut("jet")
-    normalized = [normalize.minmax_normalize(m) for m in maps]
+    quantized = [process_maps(torch.from_numpy(m)).levels[0].numpy() for m in maps]
     rows = []
     for level in levels:
         timings = []
-        for encode in (lambda n: artifacts.encode_colormap_png(n, lut, level),
-                       lambda n: artifacts.encode_png(artifacts.colorize(n, lut), level)):
+        for encode in (lambda q: artifacts.encode_png(q, level, palette=lut),
+                       lambda q: artifacts.encode_png(artifacts.colorize(q, lut), level)):
             started = time.perf_counter()
-            sizes = [len(encode(n)) for n in normalized]
-            timings += [1000 * (time.perf_counter() - started) / len(normalized), statistics.mean(sizes) / 1024]
+            sizes = [len(encode(q)) for q in quantized]
+            timings += [1000 * (time.perf_counter() - started) / len(quantized), statistics.mean(sizes) / 1024]
         rows.append((level, *timings))
     return rows
 

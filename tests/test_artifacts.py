@@ -43,14 +43,14 @@ def test_unknown_colormap_is_a_clear_error():
         artifacts.colormap_lut("nope")
 
 
-def test_colorize_uses_the_table_ends():
+def test_colorize_looks_levels_up_in_the_table():
     lut = artifacts.colormap_lut("jet")
-    rgb = artifacts.colorize(np.array([[0.0, 1.0], [0.5, 1.2]], dtype=np.float32), lut)
+    rgb = artifacts.colorize(np.array([[0, 255], [128, 7]], dtype=np.uint8), lut)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[0, 0], lut[0])
     np.testing.assert_array_equal(rgb[0, 1], lut[255])
-    np.testing.assert_array_equal(rgb[1, 1], lut[255])  # out of range is clipped
     np.testing.assert_array_equal(rgb[1, 0], lut[128])
+    np.testing.assert_array_equal(rgb[1, 1], lut[7])
 
 
 def test_png_round_trips_exactly():
@@ -59,15 +59,14 @@ def test_png_round_trips_exactly():
     np.testing.assert_array_equal(decoded, rgb)
 
 
-def test_colormap_png_decodes_to_the_colorized_map():
-    """A palette PNG: PIL sees indices (the map quantised to 0-255), RGB decoding gives the colours."""
+def test_palette_png_decodes_to_the_colorized_levels():
+    """A palette PNG: PIL sees the levels as indices, RGB decoding gives the colours."""
     lut = artifacts.colormap_lut("jet")
-    normalized = np.random.default_rng(1).random((19, 29)).astype(np.float32)
-    normalized[0, :3] = [0.0, 1.0, 0.5]
-    png = Image.open(io.BytesIO(artifacts.encode_colormap_png(normalized, lut)))
+    levels = np.random.default_rng(1).integers(0, 256, (19, 29), dtype=np.uint8)
+    png = Image.open(io.BytesIO(artifacts.encode_png(levels, palette=lut)))
     assert png.mode == "P"
-    np.testing.assert_array_equal(np.asarray(png), artifacts.quantize(normalized))
-    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), artifacts.colorize(normalized, lut))
+    np.testing.assert_array_equal(np.asarray(png), levels)
+    np.testing.assert_array_equal(np.asarray(png.convert("RGB")), artifacts.colorize(levels, lut))
 
 
 def test_npy_round_trips_exactly():

@@ -48,7 +48,9 @@ def test_each_defect_kind_changes_the_image_where_its_mask_is(kind):
 
 def test_evaluate_recovers_raw_maps_from_npy_and_csv(tmp_path):
     """Pixels are compared on raw values rebuilt from the files, not on per-image 0-1 maps."""
-    from anomalib_folder_ext.normalize import map_stats, minmax_normalize
+    import torch
+
+    from anomalib_folder_ext.maps import process_maps
     from anomalib_folder_ext.summary import ImageResult, csv_text
 
     masks, rows = tmp_path / "masks", []
@@ -60,11 +62,11 @@ def test_evaluate_recovers_raw_maps_from_npy_and_csv(tmp_path):
         if defect:
             raw[2:4, 2:4] += 5.0
             mask[2:4, 2:4] = 255
-        normalized = minmax_normalize(raw)
-        np.save(tmp_path / f"m{i}_anomaly.npy", normalized)
+        computed = process_maps(torch.from_numpy(raw))
+        np.save(tmp_path / f"m{i}_anomaly.npy", computed.normalized[0].numpy())
         Image.fromarray(mask).save(masks / f"m{i}.png")
-        stats = map_stats(raw, normalized)
-        rows.append(ImageResult(f"m{i}.png", npy=f"m{i}_anomaly.npy", score=stats.score, raw_min=stats.raw_min))
+        score, raw_min = computed.stats[0, :2].tolist()
+        rows.append(ImageResult(f"m{i}.png", npy=f"m{i}_anomaly.npy", score=score, raw_min=raw_min))
     (tmp_path / "results.csv").write_text(csv_text(rows))
     scores = demo.evaluate(tmp_path, masks)
     assert scores["images"] == 4 and scores["image_auroc"] == 1.0 and scores["pixel_auroc"] == 1.0

@@ -25,21 +25,28 @@ def rows(output_dir: Path) -> dict[str, dict[str, str]]:
     return {row["image"]: row for row in read_results(output_dir)}
 
 
-def test_channels_last_callback_converts_the_weights_and_each_batch():
+def test_channels_last_callback_converts_the_weights_and_the_network_input():
     from anomalib.models import EfficientAd
 
     from anomalib_folder_ext.callbacks import ChannelsLast
-    from anomalib_folder_ext.data import FolderImageBatch
 
-    model = EfficientAd(model_size="small")
-    batch = FolderImageBatch(image=torch.rand(2, 3, 64, 64))
+    model = EfficientAd(model_size="small").eval()
+    seen = []
+    first_conv = model.model.teacher.conv1
+    first_conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     callback = ChannelsLast()
     callback.on_predict_start(None, model)
-    callback.on_predict_batch_start(None, model, batch, 0)
+    with torch.no_grad():
+        model.model(torch.rand(1, 3, 256, 256))  # an NCHW input, as the pre-processor's resize returns it
     convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions)
-    assert batch.image.is_contiguous(memory_format=torch.channels_last)
-    assert not batch.image.is_contiguous()  # really NHWC, not a 1x1 corner case
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert not seen[0].is_contiguous()  # really NHWC, not a 1x1 corner case
+    callback.on_predict_end(None, model)
+    seen.clear()
+    with torch.no_grad():
+        model.model(torch.rand(1, 3, 256, 256))
+    assert seen[0].is_contiguous()  # the hook is gone after the run
 
 
 def test_bf16_mixed_maps_match_fp32(checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,24 +43,44 @@ def yaml_run(checkpoint, tmp_path_factory):
     return workdir, folder, workdir / "inference_results_batch_01", result
 
 
-@pytest.fixture(scope="module")
-def reference_maps(checkpoint, yaml_run):
+def anomalib_reference(checkpoint: Path, folder: Path, names) -> tuple[dict, dict]:
     """anomalib's own maps: image -> the model's pre-processor -> forward, one image at a time."""
     from anomalib.data import InferenceBatch
     from anomalib.data.utils import read_image
     from anomalib.models import EfficientAd
 
-    _, folder, _, _ = yaml_run
     model = EfficientAd.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     maps, post = {}, {}
     with torch.no_grad():
-        for name in MIXED_IMAGES:
+        for name in names:
             image = read_image(folder / name, as_tensor=True).unsqueeze(0)
             output = model.model(model.pre_processor.transform(image))
             maps[name] = output.anomaly_map[0, 0].numpy()
             processed = model.post_processor(InferenceBatch(pred_score=output.pred_score.flatten()))
             post[name] = (float(processed.pred_score[0]), bool(processed.pred_label[0]))
     return maps, post
+
+
+@pytest.fixture(scope="module")
+def reference_maps(checkpoint, yaml_run):
+    _, folder, _, _ = yaml_run
+    return anomalib_reference(checkpoint, folder, MIXED_IMAGES)
+
+
+def assert_maps_equal_reference(output_dir: Path, maps: dict, post: dict) -> None:
+    rows = {row["image"]: row for row in read_rows(output_dir)}
+    for name, raw in maps.items():
+        saved = np.load(output_dir / rows[name]["npy"])
+        assert saved.dtype == np.float32 and saved.shape == (256, 256)
+        assert saved.min() == 0.0 and saved.max() == 1.0
+        expected = (raw - raw.min()) / (raw.max() - raw.min())
+        assert np.abs(saved - expected).max() <= 1e-5, name
+        assert float(rows[name]["score"]) == pytest.approx(float(raw.max()), rel=1e-5, abs=1e-6)
+        assert float(rows[name]["raw_min"]) == pytest.approx(float(raw.min()), rel=1e-5, abs=1e-6)
+        assert float(rows[name]["norm_mean"]) == pytest.approx(float(expected.mean()), abs=1e-5)
+        pred_score, pred_label = post[name]
+        assert float(rows[name]["pred_score"]) == pytest.approx(pred_score, abs=1e-5)
+        assert rows[name]["pred_label"] == str(pred_label).lower()
 
 
 def test_yaml_run_writes_exactly_the_requested_files(yaml_run):
@@ -73,19 +94,27 @@ def test_yaml_run_writes_exactly_the_requested_files(yaml_run):
 
 
 def test_npy_equals_anomalib_own_map_minmax_normalised(yaml_run, reference_maps):
+    """A folder of mixed sizes: its batches take the float path (resized in the workers)."""
     _, _, output_dir, _ = yaml_run
-    maps, _ = reference_maps
-    rows = {row["image"]: row for row in read_rows(output_dir)}
-    for name in TOP_LEVEL:
-        saved = np.load(output_dir / rows[name]["npy"])
-        assert saved.dtype == np.float32 and saved.shape == (256, 256)
-        assert saved.min() == 0.0 and saved.max() == 1.0
-        raw = maps[name]
-        expected = (raw - raw.min()) / (raw.max() - raw.min())
-        assert np.abs(saved - expected).max() <= 1e-5, name
-        assert float(rows[name]["score"]) == pytest.approx(float(raw.max()), rel=1e-5, abs=1e-6)
-        assert float(rows[name]["raw_min"]) == pytest.approx(float(raw.min()), rel=1e-5, abs=1e-6)
-        assert float(rows[name]["norm_mean"]) == pytest.approx(float(expected.mean()), abs=1e-5)
+    maps, post = reference_maps
+    assert_maps_equal_reference(output_dir, {name: maps[name] for name in TOP_LEVEL}, post)
+
+
+def test_batches_of_one_size_go_to_the_device_as_uint8_and_still_equal_anomalib(checkpoint, tmp_path):
+    """Batch size 2 over [256x256, 256x256], [240x320, 240x320], [300x200]: every batch is of one size,
+    so it is decoded to uint8, converted on the device and resized there by the model's pre-processor."""
+    folder = tmp_path / "uniform"
+    spec = {"p1.png": ((256, 256), "PNG"), "p2.png": ((256, 256), "PNG"), "p3.jpg": ((320, 240), "JPEG"),
+            "p4.jpg": ((320, 240), "JPEG"), "p5.png": ((200, 300), "PNG")}
+    write_images(folder, spec, seed=5)
+    result = run_cli(
+        ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+         "--data.init_args.folder_path", str(folder), "--data.init_args.batch_size", "2",
+         "--data.init_args.output_dir", str(tmp_path / "out")],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_maps_equal_reference(tmp_path / "out", *anomalib_reference(checkpoint, folder, spec))
 
 
 def test_csv_rows_follow_the_folder_in_natural_order(yaml_run, reference_maps):
@@ -105,12 +134,14 @@ def test_csv_rows_follow_the_folder_in_natural_order(yaml_run, reference_maps):
 
 def test_png_is_the_colormapped_npy(yaml_run):
     from anomalib_folder_ext.artifacts import colormap_lut, colorize
+    from anomalib_folder_ext.maps import quantize
 
     _, _, output_dir, _ = yaml_run
     for row in read_rows(output_dir):
         png = np.asarray(Image.open(output_dir / row["png"]).convert("RGB"))  # a palette PNG
         assert png.shape == (256, 256, 3)
-        np.testing.assert_array_equal(png, colorize(np.load(output_dir / row["npy"]), colormap_lut("jet")))
+        levels = quantize(torch.from_numpy(np.load(output_dir / row["npy"]))).numpy()
+        np.testing.assert_array_equal(png, colorize(levels, colormap_lut("jet")))
 
 
 def test_summary_reports_parameters_statistics_and_top_list(yaml_run, checkpoint):
@@ -122,6 +153,12 @@ def test_summary_reports_parameters_statistics_and_top_list(yaml_run, checkpoint
     assert f"folder            : {folder}" in text
     assert "image size (H, W) : (256, 256)" in text and "batch size        : 8" in text
     assert "precision         : 32-true" in text and "images            : 6 (6 ok, 0 failed)" in text
+    timing = dict(line.split(" : ", 1) for line in text.splitlines() if " : " in line and line.startswith("  "))
+    startup = float(timing["  start-up         "].split(" s ")[0])
+    loop = float(timing["  predict loop     "].split(" s ")[0])
+    assert 1 < startup < 300 and 0 < loop < startup  # imports and checkpoint take longer than 6 images here
+    assert float(timing["  throughput       "].split()[0]) == pytest.approx(6 / loop, rel=0.01)
+    assert re.fullmatch(r"host \d+ MiB", timing["  peak memory      "])  # on a GPU: ", GPU <n> MiB"
     assert f"score max        : {scores.max():.6g}" in text
     assert f"score median     : {np.median(scores):.6g}" in text
     top = text.split("Most anomalous images")[1].split("\n\n")[0] + "\n"
