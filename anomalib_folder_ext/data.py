@@ -29,7 +29,7 @@ from anomalib.data.transforms.utils import extract_transforms_by_type
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2 import Resize
-from torchvision.transforms.v2.functional import to_dtype
+from torchvision.transforms.v2.functional import to_dtype, to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
@@ -271,7 +271,8 @@ class FolderDataModule(AnomalibDataModule):
         """On the device: ``uint8`` to float in [0, 1], as anomalib's ``read_image`` does on the host."""
         del dataloader_idx
         if isinstance(batch, FolderImageBatch) and batch.image.dtype == torch.uint8:
-            batch.image = to_dtype(batch.image, torch.float32, scale=True)
+            # the kernel itself, on a plain tensor: no tv_tensor dispatch in the loop's thread
+            batch.image = to_dtype_image(batch.image.as_subclass(torch.Tensor), torch.float32, scale=True)
         return batch
 
     def predict_dataloader(self) -> DataLoader:

@@ -22,7 +22,7 @@ class MapBatch(NamedTuple):
 
     normalized: torch.Tensor  # (B, H, W) float32 in [0, 1]
     levels: torch.Tensor | None  # (B, H, W) uint8 0-255, the colour table's index; None when not asked for
-    stats: torch.Tensor  # (B, len(STAT_NAMES)) float64
+    stats: torch.Tensor  # (B, len(STAT_NAMES)) float64, the CSV's numbers
 
 
 def as_map_stack(raw_maps: torch.Tensor) -> torch.Tensor:
@@ -48,11 +48,20 @@ def minmax_normalize(raw_maps: torch.Tensor) -> torch.Tensor:
         tensor(0.)
     """
     maps = as_map_stack(raw_maps)
-    low = maps.amin(dim=(-2, -1), keepdim=True)
-    value_range = maps.amax(dim=(-2, -1), keepdim=True) - low
+    return _scaled(maps, *_extremes(maps))
+
+
+def _extremes(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-map min and max, shape (B,). Two reductions: on CPUs far faster than ``torch.aminmax``."""
+    flat = maps.flatten(-2)
+    return flat.amin(dim=-1), flat.amax(dim=-1)
+
+
+def _scaled(maps: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    low, value_range = low[:, None, None], (high - low)[:, None, None]
     usable = torch.isfinite(value_range) & (value_range > 0)
-    normalized = (maps - low) / torch.where(usable, value_range, torch.ones_like(value_range))
-    return torch.where(usable, normalized, torch.zeros_like(normalized))
+    normalized = (maps - low).div_(torch.where(usable, value_range, torch.ones_like(value_range)))
+    return normalized.masked_fill_(~usable, 0.0)
 
 
 def quantize(normalized_maps: torch.Tensor) -> torch.Tensor:
@@ -62,33 +71,22 @@ def quantize(normalized_maps: torch.Tensor) -> torch.Tensor:
         >>> quantize(torch.tensor([0.0, 0.5, 1.0, 2.0]))
         tensor([  0, 128, 255, 255], dtype=torch.uint8)
     """
-    return (normalized_maps * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
-
-
-def map_statistics(raw_maps: torch.Tensor, normalized_maps: torch.Tensor) -> torch.Tensor:
-    """Per map: raw max (``score``), raw min, raw mean and the mean of the normalised map, float64.
-
-    Means are accumulated in float64, so they do not depend on the map size or the device.
-    """
-    maps = as_map_stack(raw_maps)
-    pixels = maps.shape[-2] * maps.shape[-1]
-    return torch.stack(
-        [
-            maps.amax(dim=(-2, -1)).to(torch.float64),
-            maps.amin(dim=(-2, -1)).to(torch.float64),
-            maps.sum(dim=(-2, -1), dtype=torch.float64) / pixels,
-            normalized_maps.sum(dim=(-2, -1), dtype=torch.float64) / pixels,
-        ],
-        dim=1,
-    )
+    return (normalized_maps * 255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def process_maps(raw_maps: torch.Tensor, with_levels: bool = True) -> MapBatch:
-    """Everything the writer needs of a batch of raw maps, computed where the maps are."""
+    """Everything the writer needs of a batch of raw maps, computed where the maps are.
+
+    ``stats`` holds, per map, the raw max (``score``), raw min, raw mean and the mean of the
+    normalised map. Means are float32 sums (pairwise on a CPU, tree-reduced on a GPU: about 1e-7
+    relative, far below the 6 significant digits the CSV keeps).
+    """
     maps = as_map_stack(raw_maps)
-    normalized = minmax_normalize(maps)
+    low, high = _extremes(maps)
+    normalized = _scaled(maps, low, high)
+    stats = torch.stack([high, low, maps.flatten(-2).mean(dim=-1), normalized.flatten(-2).mean(dim=-1)], dim=1)
     return MapBatch(
         normalized=normalized,
         levels=quantize(normalized) if with_levels else None,
-        stats=map_statistics(maps, normalized),
+        stats=stats.to(torch.float64),
     )

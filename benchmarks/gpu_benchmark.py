@@ -89,7 +89,7 @@ def profile_table(raw_profile: Path, rate: int, batches: int) -> list[tuple[str,
         frames = stack.split(";")
         step = "the loop's own bookkeeping"
         for frame in reversed(frames):
-            name = frame.split(" (", 1)[0]
+            name = frame.split(" (", 1)[0].rsplit(".", 1)[-1]  # "Strategy.batch_to_device" -> "batch_to_device"
             match = next((label for marker, label in PROFILE_STEPS if name == marker), None)
             if match:
                 step = match

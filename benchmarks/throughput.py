@@ -153,10 +153,11 @@ class Bench:
         return run_timed(command, cwd, self.env, cwd / "log.txt")
 
     def ours(
-        self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
+        self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Timed:
         command, out = self.ours_command(folder, precision, model_class, tag, extra)
-        return run_timed(command, REPO, self.env, out / "log.txt")
+        return run_timed(command, REPO, {**self.env, **(env or {})}, out / "log.txt")
 
     def ours_command(
         self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
@@ -321,10 +322,19 @@ def main() -> int:
         ours[precision] = measure("ours: NPY + PNG + summary", precision, lambda f, p=precision: bench.ours(f, p),
                                   folders["small"], folders["large"], n_small, n_large,
                                   f"batch {options.batch_size}, channels_last, configs/folder.yaml")
+    trivial = "io_ceiling_model.TrivialMapEfficientAd"
     ceiling = measure("ours, I/O ceiling (trivial map)", "32-true",
-                      lambda f: bench.ours(f, "32-true", "io_ceiling_model.TrivialMapEfficientAd", "ceiling"),
+                      lambda f: bench.ours(f, "32-true", trivial, "ceiling"),
                       folders["io_small"], folders["io_large"], options.io_small, options.io_large,
-                      "decode + resize + normalise + NPY + PNG + CSV")
+                      f"batch {options.batch_size}: decode + uint8 to float + normalise + NPY + PNG + CSV")
+    measure("ours, I/O ceiling (trivial map)", "32-true",
+            lambda f: bench.ours(f, "32-true", trivial, "ceiling_b32", ["--data.init_args.batch_size", "32"]),
+            folders["io_small"], folders["io_large"], options.io_small, options.io_large,
+            "the same, batch 32 (per-batch costs of the loop shared by 4x more images)")
+    measure("ours, I/O ceiling (trivial map)", "32-true",
+            lambda f: bench.ours(f, "32-true", trivial, "ceiling_passive", env={"OMP_WAIT_POLICY": "PASSIVE"}),
+            folders["io_small"], folders["io_large"], options.io_small, options.io_large,
+            f"batch {options.batch_size}, OMP_WAIT_POLICY=PASSIVE (torch's idle threads stop spinning)")
 
     # Map error of each mixed precision against 32-true, through the real pipeline. Where bf16 is
     # emulated (slow), a few images are enough: they are compared with the 32-true run's maps.
@@ -370,8 +380,8 @@ def main() -> int:
     for precision, steady in ours.items():
         if stock is not None:
             print(f"| ours {precision} / stock 32-true | {steady.images_per_s / stock.images_per_s:.2f} | >= 3.3 (bf16) |")
-        print(f"| ours {precision} / bare model {precision} | {steady.images_per_s / bare[(precision, True)][0]:.2f} | >= 0.9 |")
-    print(f"| I/O ceiling images/s | {ceiling.images_per_s:.0f} | >= 300 |")
+        print(f"| ours {precision} / bare model {precision} | {steady.images_per_s / bare[(precision, True)][0]:.2f} | >= 0.95 |")
+    print(f"| I/O ceiling images/s (batch {options.batch_size}) | {ceiling.images_per_s:.0f} | >= 250 |")
     print(f"| peak RSS {options.io_large} / {options.io_small} images | "
           f"{ceiling.large.peak_rss_mb / ceiling.small.peak_rss_mb:.2f} | <= 1.1 |")
     print()

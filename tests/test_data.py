@@ -71,3 +71,23 @@ def test_metadata_stays_on_the_host():
                              relative_path=["a.png"], error=[""])
     assert not any(isinstance(value, torch.Tensor) for value in (batch.original_size, batch.relative_path))
     assert hasattr(batch, "pin_memory")  # the DataLoader's pinning thread calls it on a GPU run
+
+
+def test_the_loaders_pinning_thread_pins_the_image(monkeypatch):
+    """torch's pin_memory() helper finds the batch's own pin_memory (CUDA runs only; faked here)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from anomalib_folder_ext.data import FolderImageBatch
+
+    pinned = []
+
+    def fake_pin(tensor, *args, **kwargs):  # the real one needs a CUDA driver
+        pinned.append(tensor)
+        return tensor.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    image = torch.zeros(2, 4, 4, 3, dtype=torch.uint8).permute(0, 3, 1, 2)
+    batch = FolderImageBatch(image=image, relative_path=["a", "b"], original_size=[(4, 4)] * 2, error=["", ""])
+    result = pin_memory(batch)
+    assert result is batch and len(pinned) == 1 and pinned[0].data_ptr() == image.data_ptr()
+    assert batch.image.dtype == torch.uint8 and batch.image.data_ptr() != image.data_ptr()

