@@ -6,6 +6,7 @@ The hooks stay thin; the work is in :mod:`maps`, :mod:`transfer`, :mod:`artifact
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -321,14 +322,25 @@ class RankReport:
 
 def _peak_memory(trainer: Trainer) -> str:
     """Peak host RSS of this process and, on a GPU, the peak memory torch allocated there."""
-    import resource
-
-    host_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    text = f"host {host_mib:.0f} MiB"
+    text = f"host {_peak_rss_kib() / 1024:.0f} MiB"
     device = trainer.strategy.root_device
     if device.type == "cuda":
         text += f", GPU {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
     return text
+
+
+def _peak_rss_kib() -> float:
+    """This process's own high-water mark (``VmHWM``). ``ru_maxrss`` would not do: Linux carries it
+    across ``exec``, so a run started from a large parent process reports the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
 
 
 def _process_age_s() -> float | None:

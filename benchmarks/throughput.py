@@ -12,7 +12,9 @@ like with like. Each pipeline is a real subprocess, exactly as a user starts it:
 - ceiling: ours with ``io_ceiling_model.TrivialMapEfficientAd`` (the network replaced by a trivial map)
 
 Steady-state images/s removes start-up (imports, checkpoint, workers): each pipeline runs on a
-small and a large folder and ``(N_large - N_small) / (t_large - t_small)`` is reported. Peak RSS is
+small and a large folder and ``(N_large - N_small) / (t_large - t_small)`` is reported, on the wall
+clock and, for our pipeline, on its own "predict loop" clock from results_summary.txt (which also
+cancels the first batch's warm-up, and is what the ratios use where it exists). Peak RSS is
 the main process's high-water mark (``VmHWM``). The bare model is timed in this process: the checkpoint's
 network, batch 8, in the same precision, no data loading or writing. Benchmarks are not tests:
 nothing here asserts.
@@ -43,6 +45,7 @@ BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 class Timed:
     seconds: float
     peak_rss_mb: float
+    loop_s: float | None = None  # our pipeline's own "predict loop" time (results_summary.txt)
 
 
 @dataclass
@@ -61,6 +64,18 @@ class Steady:
     @property
     def startup_s(self) -> float:
         return max(self.small.seconds - self.n_small / self.images_per_s, 0.0)
+
+    @property
+    def loop_images_per_s(self) -> float | None:
+        """The same difference on the predict loop's own clock: no process start-up noise, and the
+        first batch's warm-up (oneDNN, autotuning) cancels out. Our pipeline only."""
+        if self.small.loop_s is None or self.large.loop_s is None:
+            return None
+        return (self.n_large - self.n_small) / max(self.large.loop_s - self.small.loop_s, 1e-9)
+
+    @property
+    def best_images_per_s(self) -> float:
+        return self.loop_images_per_s or self.images_per_s
 
 
 def cpu_bf16_instructions() -> set[str]:
@@ -106,6 +121,15 @@ def link_subset(source: Path, target: Path, count: int) -> None:
         link = target / path.name
         if not link.exists():
             os.link(path, link)
+
+
+def summary_seconds(output_dir: Path, key: str) -> float | None:
+    """A ``<key> : <seconds> s`` line of a run's results_summary.txt."""
+    import re
+
+    path = output_dir / "results_summary.txt"
+    match = re.search(rf"{key}\s*:\s*([\d.]+) s", path.read_text()) if path.exists() else None
+    return float(match.group(1)) if match else None
 
 
 def run_timed(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Timed:
@@ -157,7 +181,9 @@ class Bench:
         env: dict[str, str] | None = None,
     ) -> Timed:
         command, out = self.ours_command(folder, precision, model_class, tag, extra)
-        return run_timed(command, REPO, {**self.env, **(env or {})}, out / "log.txt")
+        timed = run_timed(command, REPO, {**self.env, **(env or {})}, out / "log.txt")
+        timed.loop_s = summary_seconds(out / "results", "predict loop")
+        return timed
 
     def ours_command(
         self, folder: Path, precision: str, model_class: str | None = None, tag: str = "ours", extra: Sequence[str] = ()
@@ -349,7 +375,7 @@ def main() -> int:
 
     print("running: bare model ...", flush=True)
     bare = {}
-    bare_batches = 1 if options.quick else 3
+    bare_batches = 1 if options.quick else 6
     for precision in sorted({"32-true", "bf16-mixed"} | set(precisions)):
         fast = precision in precisions  # bf16 without bf16 instructions: one small batch is enough to show it
         batch, batches = (options.batch_size, bare_batches) if fast else (1, 1)
@@ -365,23 +391,27 @@ def main() -> int:
           f"torch {__import__('torch').__version__}; {time.perf_counter() - started:.0f} s in all")
     print(f"steady state from {n_small} vs {n_large} images (I/O ceiling: {options.io_small} vs {options.io_large}), 256x256 PNG")
     print()
-    print("| pipeline | precision | images/s (steady) | start-up s | peak RSS MB (small / large folder) | notes |")
-    print("|---|---|---:|---:|---:|---|")
+    print("| pipeline | precision | images/s (steady, wall) | images/s (steady, loop) | start-up s "
+          "| peak RSS MB (small / large folder) | notes |")
+    print("|---|---|---:|---:|---:|---:|---|")
     for label, precision, steady, note in results:
-        print(f"| {label} | {precision} | {steady.images_per_s:.2f} | {steady.startup_s:.1f} "
+        loop = f"{steady.loop_images_per_s:.2f}" if steady.loop_images_per_s else ""
+        print(f"| {label} | {precision} | {steady.images_per_s:.2f} | {loop} | {steady.startup_s:.1f} "
               f"| {steady.small.peak_rss_mb:.0f} / {steady.large.peak_rss_mb:.0f} | {note} |")
     for (precision, channels_last), (rate, batch) in sorted(bare.items()):
         layout = "channels_last" if channels_last else "NCHW"
         note = "" if precision in precisions else "not run end to end: no bf16 instructions on this CPU"
-        print(f"| bare model (batch {batch}, {layout}) | {precision} | {rate:.2f} | | | {note} |")
+        print(f"| bare model (batch {batch}, {layout}) | {precision} | {rate:.2f} | | | | {note} |")
     print()
     print("| ratio | value | target |")
     print("|---|---:|---:|")
     for precision, steady in ours.items():
         if stock is not None:
-            print(f"| ours {precision} / stock 32-true | {steady.images_per_s / stock.images_per_s:.2f} | >= 3.3 (bf16) |")
-        print(f"| ours {precision} / bare model {precision} | {steady.images_per_s / bare[(precision, True)][0]:.2f} | >= 0.95 |")
-    print(f"| I/O ceiling images/s (batch {options.batch_size}) | {ceiling.images_per_s:.0f} | >= 250 |")
+            print(f"| ours {precision} / stock 32-true (wall clock, both) | {steady.images_per_s / stock.images_per_s:.2f} "
+                  f"| >= 3.3 (bf16) |")
+        print(f"| ours {precision} (loop) / bare model {precision} | "
+              f"{steady.best_images_per_s / bare[(precision, True)][0]:.2f} | >= 0.95 |")
+    print(f"| I/O ceiling images/s (batch {options.batch_size}, loop) | {ceiling.best_images_per_s:.0f} | >= 250 |")
     print(f"| peak RSS {options.io_large} / {options.io_small} images | "
           f"{ceiling.large.peak_rss_mb / ceiling.small.peak_rss_mb:.2f} | <= 1.1 |")
     print()
