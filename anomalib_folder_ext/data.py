@@ -187,7 +187,7 @@ class FolderDataModule(AnomalibDataModule):
         image_size: (H, W) the model sees. ``None`` takes the checkpoint's own input size; any
             other size is an error, because the model's pre-processor would resize again.
         batch_size: Images per forward pass.
-        num_workers: DataLoader worker processes decoding and resizing; ``None`` picks
+        num_workers: DataLoader worker processes decoding files to ``uint8``; ``None`` picks
             ``min(8, CPU count - 1)``, leaving a core for the predict loop and the writer.
         recursive: Also take images in sub-folders (mirrored in the output dir).
         extensions: File extensions to take, any letter case.
