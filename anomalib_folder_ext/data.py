@@ -29,7 +29,7 @@ from anomalib.data.transforms.utils import extract_transforms_by_type
 from PIL import Image as PILImage
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms.v2 import Resize
-from torchvision.transforms.v2.functional import to_dtype, to_dtype_image
+from torchvision.transforms.v2.functional import to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
@@ -83,6 +83,11 @@ class FolderImageBatch(ImageBatch):
         """Called by the DataLoader's pinning thread: page-locked memory makes the device copy asynchronous."""
         self.image = self.image.pin_memory()
         return self
+
+
+def _to_float(image: torch.Tensor) -> torch.Tensor:
+    """``uint8`` to float32 in [0, 1] exactly as ``read_image`` does; the kernel on a plain tensor, no tv_tensor dispatch."""
+    return to_dtype_image(image.as_subclass(torch.Tensor), torch.float32, scale=True)
 
 
 def decode_rgb(path: Path) -> np.ndarray:
@@ -143,7 +148,7 @@ class FolderImageDataset(Dataset):
                 block[index].copy_(item.image.permute(1, 2, 0))
             image = block.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
         else:
-            image = torch.stack([self.resize(to_dtype(item.image, torch.float32, scale=True)) for item in items])
+            image = torch.stack([self.resize(_to_float(item.image)) for item in items])
         return FolderImageBatch(
             image=image,
             image_path=[item.image_path for item in items],
@@ -271,8 +276,7 @@ class FolderDataModule(AnomalibDataModule):
         """On the device: ``uint8`` to float in [0, 1], as anomalib's ``read_image`` does on the host."""
         del dataloader_idx
         if isinstance(batch, FolderImageBatch) and batch.image.dtype == torch.uint8:
-            # the kernel itself, on a plain tensor: no tv_tensor dispatch in the loop's thread
-            batch.image = to_dtype_image(batch.image.as_subclass(torch.Tensor), torch.float32, scale=True)
+            batch.image = _to_float(batch.image)
         return batch
 
     def predict_dataloader(self) -> DataLoader:

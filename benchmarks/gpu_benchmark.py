@@ -58,6 +58,15 @@ def check_outputs(out: Path, images: int, size: tuple[int, int] = (256, 256)) ->
     return problems
 
 
+def print_table(header: list[str], rows: list[list]) -> None:
+    """A markdown table after a blank line; the first column left-aligned, the others right."""
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
 def summary_numbers(out: Path) -> dict[str, float]:
     """The loop's images/s, start-up s and peak GPU MiB, as the writer reported them."""
     text = (out / "results_summary.txt").read_text()
@@ -197,36 +206,28 @@ def main() -> int:
     print(f"{options.images} PNGs 256x256:")
     print()
     print(f"steady = ({options.images} - {few}) images / the difference of the two runs' predict-loop times")
-    print()
-    print("| precision | predict loop images/s | steady images/s | bare model images/s | steady / bare | start-up s "
-          "| peak GPU MiB | max abs map diff vs 32-true | max score rel. diff |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     reference = next((row[3] for row in precision_rows if row[0] == "32-true"), None)
+    rows = []
     for precision, numbers, bare, out in precision_rows:
         error = map_error(reference, out) if reference is not None and reference != out else (0.0, 0.0, 0)
-        print(f"| {precision} | {numbers['loop']:.0f} | {numbers['steady']:.0f} | {bare:.0f} | {numbers['steady'] / bare:.2f} "
-              f"| {numbers['startup']:.1f} | {numbers['gpu_mib']:.0f} | {error[0]:.2e} | {error[1]:.2e} |")
-    print()
-    print(f"| run ({options.fast_precision}) | images | predict loop images/s | steady images/s | start-up s | peak GPU MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, count, numbers in other_rows:
-        print(f"| {label} | {count} | {numbers['loop']:.0f} | {numbers['steady']:.0f} | {numbers['startup']:.1f} "
-              f"| {numbers['gpu_mib']:.0f} |")
+        rows.append([precision, f"{numbers['loop']:.0f}", f"{numbers['steady']:.0f}", f"{bare:.0f}",
+                     f"{numbers['steady'] / bare:.2f}", f"{numbers['startup']:.1f}", f"{numbers['gpu_mib']:.0f}",
+                     f"{error[0]:.2e}", f"{error[1]:.2e}"])
+    print_table(["precision", "predict loop images/s", "steady images/s", "bare model images/s", "steady / bare",
+                 "start-up s", "peak GPU MiB", "max abs map diff vs 32-true", "max score rel. diff"], rows)
+    print_table([f"run ({options.fast_precision})", "images", "predict loop images/s", "steady images/s", "start-up s",
+                 "peak GPU MiB"],
+                [[label, count, f"{n['loop']:.0f}", f"{n['steady']:.0f}", f"{n['startup']:.1f}", f"{n['gpu_mib']:.0f}"]
+                 for label, count, n in other_rows])
     if compiled:
-        print()
-        print("| bare model | eager images/s | torch.compile images/s | speed-up | compile s (first call) |")
-        print("|---|---:|---:|---:|---:|")
-        for precision, eager, fast in compiled:
-            print(f"| {precision}, batch {options.batch_size}, channels_last | {eager.images_per_s:.0f} "
-                  f"| {fast.images_per_s:.0f} | {fast.images_per_s / eager.images_per_s:.2f} | {fast.first_call_s:.1f} |")
+        print_table(["bare model", "eager images/s", "torch.compile images/s", "speed-up", "compile s (first call)"],
+                    [[f"{precision}, batch {options.batch_size}, channels_last", f"{eager.images_per_s:.0f}",
+                      f"{fast.images_per_s:.0f}", f"{fast.images_per_s / eager.images_per_s:.2f}",
+                      f"{fast.first_call_s:.1f}"] for precision, eager, fast in compiled])
     if profile:
         print()
         print(f"Main thread of the predict loop ({options.fast_precision}, py-spy --idle), ms per batch of {options.batch_size}:")
-        print()
-        print("| step | ms / batch |")
-        print("|---|---:|")
-        for step, ms in profile:
-            print(f"| {step} | {ms:.1f} |")
+        print_table(["step", "ms / batch"], [[step, f"{ms:.1f}"] for step, ms in profile])
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("gpu_benchmark: " + ("FAILED" if problems else "all outputs present and valid"))

@@ -249,12 +249,6 @@ def bare_model(
         return BareModel(batch * batches / (time.perf_counter() - started), first_call_s)
 
 
-def bare_model_images_per_s(
-    checkpoint: Path, precision: str, channels_last: bool, batch: int, batches: int, device: str = "cpu"
-) -> float:
-    return bare_model(checkpoint, precision, channels_last, batch, batches, device).images_per_s
-
-
 def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
     """Max |normalised map difference|, max relative score difference, and how many images were compared."""
     from anomalib_folder_ext.summary import read_results
@@ -386,9 +380,9 @@ def main() -> int:
     for precision in sorted({"32-true", "bf16-mixed"} | set(precisions)):
         fast = precision in precisions  # bf16 without bf16 instructions: one small batch is enough to show it
         batch, batches = (options.batch_size, bare_batches) if fast else (1, 1)
-        rate = max(bare_model_images_per_s(checkpoint, precision, True, batch, batches) for _ in range(options.repeats))
+        rate = max(bare_model(checkpoint, precision, True, batch, batches).images_per_s for _ in range(options.repeats))
         bare[(precision, True)] = (rate, batch)
-    bare[("32-true", False)] = (bare_model_images_per_s(checkpoint, "32-true", False, options.batch_size, bare_batches),
+    bare[("32-true", False)] = (bare_model(checkpoint, "32-true", False, options.batch_size, bare_batches).images_per_s,
                                 options.batch_size)
 
     maps = [np.load(path) for path in sorted((work / f"ours_32-true_{folders['large'].name}" / "results").glob("*.npy"))]
