@@ -132,6 +132,16 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_temporaries(directory: Path) -> int:
+    """Delete what :func:`atomic_write` of a killed run left behind (``.<name>.*.tmp``); how many."""
+    removed = 0
+    for leftover in Path(directory).rglob(".*.tmp"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def ensure_writable(directory: Path) -> None:
     """Fail before the run starts, naming the directory, when results could not be saved."""
     try:

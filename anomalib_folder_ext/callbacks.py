@@ -17,7 +17,7 @@ from anomalib.data import InferenceBatch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_folder_ext import artifacts, maps, summary
+from anomalib_folder_ext import artifacts, journal, maps, summary
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
@@ -91,6 +91,9 @@ class AnomalyMapWriter(Callback):
         release_maps: Drop each batch's map once handed over, so anomalib's PostProcessor skips
             normalising and thresholding full-size maps that nothing else reads. Set false when
             another callback, such as anomalib's visualizer, needs ``anomaly_map`` / ``pred_mask``.
+        resume: Continue an interrupted run in the same output dir: images whose files an earlier
+            run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
+            again, and ``results.csv`` comes out as an uninterrupted run's. Off: start from nothing.
 
     Example (config)::
 
@@ -111,6 +114,7 @@ class AnomalyMapWriter(Callback):
         write_workers: int | None = None,
         top_count: int = 10,
         release_maps: bool = True,
+        resume: bool = False,
     ) -> None:
         super().__init__()
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -121,6 +125,8 @@ class AnomalyMapWriter(Callback):
         self.write_workers = max(1, write_workers if write_workers is not None else min(8, os.cpu_count() or 1))
         self.top_count = top_count
         self.release_maps = release_maps
+        self.resume = resume
+        self._checkpoint: str | None = None  # where the weights were last loaded from, kept across runs
         self._lut = artifacts.colormap_lut(colormap) if save_as_image else None
         self._reset()
 
@@ -132,14 +138,30 @@ class AnomalyMapWriter(Callback):
         self._first_batch_at: float | None = None
         self._labels_from_threshold = False
         self._failed = False
+        self._earlier: dict[str, summary.ImageResult] = {}  # rows an interrupted run finished (resume)
+        self._earlier_settings = journal.JournalState()
+        self._settings: dict | None = None
+        self._journal: journal.Journal | None = None
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "predict":
             return
         self._reset()
-        self.resolved_output_dir = self._resolve_output_dir(trainer)
-        artifacts.ensure_writable(self.resolved_output_dir)
+        self.resolved_output_dir = out = self._resolve_output_dir(trainer)
+        artifacts.ensure_writable(out)
+        # Between Lightning's setup barriers: no rank writes here while another reads.
+        datamodule = trainer.datamodule
+        if self.resume and isinstance(datamodule, FolderDataModule):
+            earlier = journal.read_journal(out)
+            names = {path.as_posix() for path in datamodule.relative_paths}
+            self._earlier = {name: row for name, row in earlier.complete(out).items() if name in names}
+            self._earlier_settings = earlier
+            datamodule.skip = frozenset(self._earlier)
+            if trainer.is_global_zero:
+                artifacts.remove_temporaries(out)
+        elif trainer.is_global_zero:
+            journal.reset(out)
         # anomalib saves the run's full config.yaml under the trainer's root dir, by default a
         # ./results/<model>/<data>/latest tree in the working directory. Keep it with the results
         # instead: <output_dir>/config.yaml says exactly how these files were made.
@@ -165,7 +187,29 @@ class AnomalyMapWriter(Callback):
         max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
         self._pool = BatchWritePool(self.write_workers, max_batches)
         self._labels_from_threshold = _has_image_threshold(pl_module)  # one device sync, here, not per batch
+        self._settings_for(trainer)
+        if trainer.is_global_zero:
+            journal.mark_unfinished(self.resolved_output_dir)  # finished again only when the summaries are
+        self._journal = journal.Journal(self.resolved_output_dir, trainer.global_rank, self._settings)
         self._started = time.perf_counter()
+
+    def run_settings(self, checkpoint: str | Path | None, precision: str) -> dict:
+        """What decides the files' content; an output dir resumes only under the same settings."""
+        return {
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+            "precision": str(precision),
+            "npy": self.save_as_npy,
+            "png": self.colormap if self.save_as_image else False,
+        }
+
+    def _settings_for(self, trainer: Trainer) -> dict:
+        """This run's settings, once the checkpoint is loaded (after setup); checked against earlier runs."""
+        if self._settings is None:
+            if trainer.ckpt_path:
+                self._checkpoint = str(Path(trainer.ckpt_path).resolve())
+            self._settings = self.run_settings(self._checkpoint, trainer.precision)
+            self._earlier_settings.check(self._settings)
+        return self._settings
 
     # -- per batch ----------------------------------------------------------------------------
     def on_predict_batch_start(
@@ -202,6 +246,7 @@ class AnomalyMapWriter(Callback):
         copy = HostCopy(tensors)
         items = zip(outputs.relative_path, outputs.original_size, outputs.error, strict=True)
         self._keep(self._pool.submit(partial(self._write_one, copy, index, *item) for index, item in enumerate(items)))
+        self._keep(self._pool.collect_done())  # journal what is finished now, not a few batches later
 
     def _write_one(
         self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str
@@ -228,6 +273,8 @@ class AnomalyMapWriter(Callback):
 
     def _keep(self, rows: list[summary.ImageResult]) -> None:
         self._rows.update((row.image, row) for row in rows)
+        if self._journal is not None:
+            self._journal.append(rows)
 
     # -- end ----------------------------------------------------------------------------------
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -243,7 +290,7 @@ class AnomalyMapWriter(Callback):
         """
         self._failed = True
         if self._pool is not None:
-            self._pool.abandon()
+            self._keep(self._pool.abandon())  # journaled: a resumed run does not redo them
         self._shutdown()
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -255,15 +302,27 @@ class AnomalyMapWriter(Callback):
         self._shutdown()
         if stage != "predict" or self._failed:
             return
+        settings = self._settings_for(trainer)  # a rank with no images never ran on_predict_start
         finished = time.perf_counter()
         loop_s = finished - (self._first_batch_at or self._started)
         mine = RankReport(list(self._rows.values()), self._startup_s(), loop_s, _peak_memory(trainer))
         reports = _gather_to_rank_zero(mine)
         if trainer.is_global_zero:
-            merged = {row.image: row for report in reports for row in report.rows}
+            merged = dict(self._earlier)
+            merged.update((row.image, row) for report in reports for row in report.rows)
             order = [path.as_posix() for path in trainer.datamodule.relative_paths]
             rows = [merged[name] for name in order if name in merged]
-            self._write_summaries(trainer, rows, reports)
+            predicted = sum(len(report.rows) for report in reports)
+            loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
+            self._write_summaries(trainer, rows, reports, predicted, loop_s)
+            journal.write_finished(self.resolved_output_dir, {
+                "settings": settings,
+                "images": journal.names_digest(order),
+                "count": len(rows),
+                "predicted": predicted,
+                "loop_s": round(loop_s, 3),
+                "startup_s": reports[0].startup_s,
+            })
 
     def _startup_s(self) -> float | None:
         """Seconds from the process's start to its first batch: imports, checkpoint, workers."""
@@ -276,18 +335,19 @@ class AnomalyMapWriter(Callback):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._journal is not None:
+            self._journal.close()
 
     def _write_summaries(
-        self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport]
+        self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport], predicted: int, loop_s: float
     ) -> None:
         datamodule = trainer.datamodule
         ok = sum(row.status == "ok" for row in rows)
         dataset = datamodule.predict_data
         startups = [f"{report.startup_s:.1f}" for report in reports if report.startup_s is not None]
-        loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
         per_rank = ", per rank" if len(reports) > 1 else ""
         parameters = {
-            "checkpoint": trainer.ckpt_path or "(none: weights as instantiated)",
+            "checkpoint": self._checkpoint or "(none: weights as instantiated)",
             "folder": datamodule.folder_path.resolve(),
             "output dir": self.resolved_output_dir.resolve(),
             "image size (H, W)": dataset.image_size if dataset is not None else "",
@@ -299,10 +359,11 @@ class AnomalyMapWriter(Callback):
                 name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image)) if on
             )
             or "summary only",
-            "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed)",
+            "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed)"
+            + (f"; {len(rows) - predicted} finished by an earlier run (resumed)" if len(rows) > predicted else ""),
             "start-up": f"{' / '.join(startups)} s (process start to first batch{per_rank})" if startups else "n/a",
             "predict loop": f"{loop_s:.2f} s (first batch to last file written)",
-            "throughput": f"{len(rows) / loop_s:.2f} images/s" if loop_s > 0 else "",
+            "throughput": f"{predicted / loop_s:.2f} images/s" if loop_s > 0 else "",
             "peak memory": " / ".join(report.peak_memory for report in reports) + (f" ({per_rank[2:]})" if per_rank else ""),
         }
         out = self.resolved_output_dir

@@ -30,6 +30,22 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(msg)
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The old script's flags that shape a run, shared by ``predict`` and ``batches``."""
+    parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
+    parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
+    parser.add_argument("--colormap", default="jet", help="matplotlib colormap for the PNGs")
+    parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
+    parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    parser.add_argument("--devices", default="1", help="number of devices, or auto")
+    parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
+    parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(8, CPUs - 1))")
+    parser.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomalib-folder",
@@ -40,28 +56,60 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="write normalised anomaly maps (NPY, PNG) and a summary for a folder of images",
         description=(
-            "Runs `anomalib predict` with anomalib_folder_ext's datamodule and writer. "
+            "Runs `anomalib predict` with anomalib_folder_ext's datamodule and writer: either from the old "
+            "script's flags (--model_path and a folder) or from anomalib configs (--config ...). "
             "Arguments not listed here are passed to anomalib unchanged, e.g. --trainer.strategy ddp."
         ),
     )
-    predict.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
-    source = predict.add_mutually_exclusive_group(required=True)
+    predict.add_argument("--model_path", help="EfficientAd Lightning checkpoint (.ckpt); not needed with --config")
+    source = predict.add_mutually_exclusive_group()
     source.add_argument("--folder_path", "--custom_folder", dest="folder_path", help="folder of images")
     source.add_argument("--batch_folder", help="name of a batch folder under --data_root, e.g. batch_01")
     predict.add_argument("--data_root", default=".", help="where batch folders live (default: .)")
     predict.add_argument("--output_dir", help="default: inference_results_<folder name>")
-    predict.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
-    predict.add_argument("--batch_size", type=int, default=8)
-    predict.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
-    predict.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
-    predict.add_argument("--colormap", default="jet", help="matplotlib colormap for the PNGs")
-    predict.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
-    predict.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
-    predict.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
-    predict.add_argument("--devices", default="1", help="number of devices, or auto")
-    predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
-    predict.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(8, CPUs - 1))")
-    predict.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
+    predict.add_argument(
+        "--batches", nargs="+", metavar="YAML",
+        help="per-folder override configs (e.g. configs/batches/*.yaml): all folders in one process, one model load",
+    )
+    predict.add_argument("--output_root", default=".", help="with --batches: where folders without their own "
+                         "output_dir and the combined files go (default: .)")
+    predict.add_argument("--resume", type=_bool, default=None, metavar="True|False",
+                         help="skip images an interrupted run in the same output dir finished "
+                              "(default: False; True with --batches)")
+    _add_run_options(predict)
+
+    batches = commands.add_parser(
+        "batches",
+        help="predict every batch folder under ROOT in one process (one model load), resumable",
+        description=(
+            "Runs each image folder under ROOT (batch_01, batch_02, ...) through `anomalib predict` in one process: "
+            "one output dir per folder under --output_root, plus all_batches.csv and all_batches_summary.txt. "
+            "Finished folders and images are skipped (--resume False redoes them). Other arguments go to anomalib."
+        ),
+    )
+    batches.add_argument("root", type=Path, help="folder holding the batch folders (e.g. made by `anomalib-folder split`)")
+    batches.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
+    batches.add_argument("--only", nargs="+", metavar="NAME", help="only these batch folders, e.g. batch_03 batch_07")
+    batches.add_argument("--output_root", default=".", help="where the output dirs and combined files go (default: .)")
+    batches.add_argument("--resume", type=_bool, default=True, metavar="True|False")
+    _add_run_options(batches)
+
+    split = commands.add_parser(
+        "split",
+        help="split a folder of images into batch folders batch_01, batch_02, ... of --size images",
+        description=(
+            "Puts SRC's images, in natural order, into OUT/batch_01, OUT/batch_02, ... and writes OUT/batches.csv "
+            "(image -> batch) and one override config per batch (OUT/configs/batch_NN.yaml). "
+            "Running it again with the same arguments changes nothing."
+        ),
+    )
+    split.add_argument("source", type=Path, metavar="SRC", help="folder of images to split")
+    split.add_argument("--size", type=int, default=10000, help="images per batch folder (default: 10000)")
+    split.add_argument("--out", type=Path, required=True, metavar="ROOT", help="where the batch folders go")
+    split.add_argument("--mode", choices=["hardlink", "copy", "symlink", "move"], default="hardlink",
+                       help="how files get into the batch folders (default: hardlink: no extra space)")
+    split.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
+    split.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
 
     demo = commands.add_parser(
         "demo",
@@ -78,21 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_folder(options: argparse.Namespace) -> Path:
-    if options.batch_folder:
+def resolve_folder(options: argparse.Namespace) -> Path | None:
+    if getattr(options, "batch_folder", None):
         return Path(options.data_root).expanduser() / options.batch_folder
-    return Path(options.folder_path).expanduser()
+    if getattr(options, "folder_path", None):
+        return Path(options.folder_path).expanduser()
+    return None
 
 
-def predict_config(options: argparse.Namespace, checkpoint) -> dict:  # noqa: ANN001
-    """The ``anomalib predict`` config equivalent to ``options``: the shape of ``configs/folder.yaml``."""
-    data = {
-        "folder_path": str(resolve_folder(options)),
+def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None = None) -> dict:  # noqa: ANN001
+    """The ``anomalib predict`` config equivalent to ``options``: the shape of ``configs/folder.yaml``.
+
+    ``folder`` defaults to the one the options name; a multi-folder run sets it per folder.
+    """
+    folder = folder or resolve_folder(options)
+    data = {"folder_path": str(folder)} if folder else {}
+    data |= {
         "batch_size": options.batch_size,
         "recursive": options.recursive,
         "extensions": list(options.extensions),
     }
-    if options.output_dir:
+    if getattr(options, "output_dir", None):
         data["output_dir"] = options.output_dir
     if options.image_size:
         data["image_size"] = list(options.image_size)
@@ -126,6 +180,7 @@ def predict_config(options: argparse.Namespace, checkpoint) -> dict:  # noqa: AN
                         "save_as_npy": options.save_as_npy,
                         "save_as_image": options.save_as_image,
                         "colormap": options.colormap,
+                        "resume": bool(options.resume),
                     },
                 }
             ],
@@ -133,23 +188,22 @@ def predict_config(options: argparse.Namespace, checkpoint) -> dict:  # noqa: AN
     }
 
 
-def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
-    """The ``anomalib predict`` arguments for ``options``: one inline ``--config``, as a file would hold."""
-    import yaml
-
-    return ["predict", "--config", yaml.safe_dump(predict_config(options, checkpoint), sort_keys=False)]
-
-
 def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     """Everything that can be checked before the model loads; raises with a one-line message."""
     from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
-    from anomalib_folder_ext.checkpoint import read_checkpoint
     from anomalib_folder_ext.discover import list_folder_images
-    from anomalib_folder_ext.errors import InputError
 
     folder = resolve_folder(options)
     output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(folder)
     list_folder_images(folder, options.extensions, options.recursive, exclude=output_dir)
+    checkpoint = read_checked_checkpoint(options)
+    ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
+    return checkpoint
+
+
+def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
+    from anomalib_folder_ext.checkpoint import read_checkpoint
+    from anomalib_folder_ext.errors import InputError
 
     checkpoint = read_checkpoint(options.model_path)
     if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
@@ -158,21 +212,69 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
             f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the checkpoint's size"
         )
         raise InputError(msg)
-
-    ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
     return checkpoint
 
 
-def run_anomalib(args: list[str]) -> None:
-    """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
-    from anomalib.cli.cli import AnomalibCLI  # installs rich's traceback hook over ours
+def batch_folders(root: Path, options: argparse.Namespace) -> list[Path]:
+    """The image folders directly under ``root``, in natural order (output dirs and hidden ones left out)."""
+    from anomalib_folder_ext.discover import discover_images, natural_key
+    from anomalib_folder_ext.errors import FolderInputError
+
+    if not root.is_dir():
+        raise FolderInputError(f"{root}: no such folder")
+    folders = sorted(
+        (path for path in root.iterdir()
+         if path.is_dir() and not path.name.startswith((".", "inference_results_"))
+         and discover_images(path, options.extensions, options.recursive)),
+        key=natural_key,
+    )
+    if options.only:
+        names = {path.name: path for path in folders}
+        missing = [name for name in options.only if name not in names]
+        if missing:
+            raise FolderInputError(f"{root / missing[0]}: no such batch folder with images (--only)")
+        folders = [names[name] for name in options.only]
+    if not folders:
+        raise FolderInputError(f"{root}: no folders of images in it (extensions searched: {', '.join(options.extensions)})")
+    return folders
+
+
+def _inline(config: dict) -> list[str]:
+    import yaml
+
+    return ["--config", yaml.safe_dump(config, sort_keys=False)]
+
+
+def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
+    """The ``anomalib predict`` arguments for ``options``: one inline ``--config``, as a file would hold."""
+    return ["predict", *_inline(predict_config(options, checkpoint))]
+
+
+def _prepare_anomalib() -> None:
+    """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors."""
+    import anomalib.cli.cli  # noqa: F401 - installs rich's traceback hook over ours
     from anomalib.loggers import configure_logger
 
     from anomalib_folder_ext.errors import install_excepthook
 
     install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
     configure_logger()
+
+
+def run_anomalib(args: list[str]) -> None:
+    """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
+    _prepare_anomalib()
+    from anomalib.cli.cli import AnomalibCLI
+
     AnomalibCLI(args)
+
+
+def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool) -> int:
+    """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.batches`)."""
+    _prepare_anomalib()
+    from anomalib_folder_ext.batches import run_batches
+
+    return run_batches(base, jobs, output_root, resume)
 
 
 def run_demo(options: argparse.Namespace) -> int:
@@ -207,27 +309,97 @@ def run_demo(options: argparse.Namespace) -> int:
     return 0
 
 
+def run_split(options: argparse.Namespace) -> int:
+    from anomalib_folder_ext.split import CONFIGS_DIR, PLAN_NAME, split_folder
+
+    result = split_folder(options.source, options.out, options.size, options.mode, options.extensions, options.recursive)
+    root, counts = result.root, result.batches
+    if result.placed == 0:
+        print(f"{root}: already split ({len(result.plan)} images in {len(counts)} batch folders); nothing changed")
+    else:
+        print(f"split {len(result.plan)} images of {Path(options.source).resolve()} into {len(counts)} batch folders "
+              f"({options.mode}) under {root}:")
+        for batch, count in counts.items():
+            print(f"  {batch}  {count} images")
+    print(f"  image -> batch: {root / PLAN_NAME}; override configs: {root / CONFIGS_DIR}/batch_*.yaml")
+    print(f"  next: anomalib-folder batches {root} --model_path model.ckpt")
+    return 0
+
+
+def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[list[str], list]:
+    """The shared anomalib arguments and one job per folder, for ``batches`` and ``predict --batches``."""
+    from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
+    from anomalib_folder_ext.batches import FolderJob
+
+    output_root = Path(options.output_root)
+    if options.command == "batches":
+        folders = batch_folders(options.root.expanduser(), options)
+        checkpoint = read_checked_checkpoint(options)
+        base = ["predict", *_inline(predict_config(options, checkpoint, folders[0])), *passthrough]
+        jobs = [
+            FolderJob(folder.name, ["--data.init_args.folder_path", str(folder),
+                                    "--data.init_args.output_dir", str(output_root / default_output_dir(folder).name)],
+                      origin=str(folder))
+            for folder in folders
+        ]
+    else:
+        for path in options.batches:
+            if not Path(path).is_file():
+                raise FileNotFoundError(2, "no such override file", path)
+        base = ["predict"]
+        if options.model_path:
+            base += _inline(predict_config(options, read_checked_checkpoint(options)))
+        base += passthrough
+        jobs = [FolderJob(Path(path).stem, ["--config", str(path)], origin=str(path)) for path in options.batches]
+    ensure_writable(output_root)
+    return base, jobs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
+    if options.command in {"demo", "split"} and passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":
-        if passthrough:
-            parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
         return run_demo(options)
-    from anomalib_folder_ext.errors import InputError
-
+    with_configs = "--config" in passthrough or any(arg.startswith("--config=") for arg in passthrough)
+    if options.command == "predict":
+        if not options.model_path and not with_configs:
+            parser.error("predict needs --model_path (with --folder_path or --batch_folder), or anomalib configs (--config)")
+        if options.model_path and not options.batches and resolve_folder(options) is None:
+            parser.error("predict needs --folder_path / --custom_folder or --batch_folder (or --batches)")
     try:
-        checkpoint = check_inputs(options)
+        if options.command == "split":
+            return run_split(options)
+        if options.command == "batches" or options.batches:
+            if options.resume is None:
+                options.resume = True
+            base, jobs = batch_jobs(options, list(passthrough))
+        elif options.model_path:
+            args = anomalib_predict_args(options, check_inputs(options)) + list(passthrough)
+        else:
+            args = ["predict", *passthrough]
+            if options.resume:
+                args += ["--trainer.callbacks.init_args.resume", "true"]
     except (ValueError, OSError) as exc:  # InputError is a ValueError
-        print(f"anomalib-folder: error: {exc}", file=sys.stderr)
+        print(f"anomalib-folder: error: {_message(exc)}", file=sys.stderr)
         return 2
 
-    args = anomalib_predict_args(options, checkpoint) + list(passthrough)
+    if options.command == "batches" or options.batches:
+        if options.print_config:
+            run_anomalib([*base, *jobs[0].args, "--print_config"])
+            return 0
+        return run_batch_folders(base, jobs, options.output_root, options.resume)
     if options.print_config:
         args.append("--print_config")
-
     run_anomalib(args)
     return 0
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -227,6 +227,9 @@ class FolderDataModule(AnomalibDataModule):
         self.extensions = normalize_extensions(extensions)
         self.category = self.folder_path.resolve().name
         self.relative_paths: list[Path] = []
+        # Images an earlier, interrupted run already finished (set by a resuming writer): they stay
+        # in relative_paths (names, order, summaries) but are not predicted again.
+        self.skip: frozenset[str] = frozenset()
         self.predict_data: FolderImageDataset | None = None
 
     @property
@@ -244,6 +247,13 @@ class FolderDataModule(AnomalibDataModule):
             self.relative_paths = list_folder_images(
                 self.folder_path, self.extensions, self.recursive, exclude=self.output_dir
             )
+
+    @property
+    def pending_paths(self) -> list[Path]:
+        """The images this run predicts: all of them, less :attr:`skip`."""
+        if not self.skip:
+            return self.relative_paths
+        return [path for path in self.relative_paths if path.as_posix() not in self.skip]
 
     def resolve_image_size(self) -> tuple[int, int]:
         """The model's input size when a model is attached; checked against ``image_size``."""
@@ -281,7 +291,7 @@ class FolderDataModule(AnomalibDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
-        self.predict_data = FolderImageDataset(self.folder_path, self.relative_paths, self.resolve_image_size())
+        self.predict_data = FolderImageDataset(self.folder_path, self.pending_paths, self.resolve_image_size())
         trainer = getattr(self, "trainer", None)
         sampler = None
         if trainer is not None and trainer.world_size > 1:

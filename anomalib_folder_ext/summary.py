@@ -45,6 +45,24 @@ def read_results(output_dir: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def row_from_csv(values: Mapping[str, str]) -> ImageResult:
+    """An :class:`ImageResult` back from its ``results.csv`` line (numbers to 6 significant digits)."""
+    row = ImageResult(image=values["image"])
+    for column in fields(ImageResult):
+        text = values.get(column.name, "")
+        if column.name == "image" or text == "":
+            continue
+        if column.type in {"float", float}:
+            setattr(row, column.name, float(text))
+        elif column.type in {"int", int}:
+            setattr(row, column.name, int(text))
+        elif column.name == "pred_label":
+            row.pred_label = text == "true"
+        else:
+            setattr(row, column.name, text)
+    return row
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -131,4 +149,80 @@ def summary_text(
             f"  {row.score:>12.6g} {row.raw_min:>12.6g} {row.raw_mean:>12.6g} {row.norm_mean:>10.4f} "
             f"{_cell(row.pred_score):>10} {_cell(row.pred_label):>5}  {row.image}"
         )
+    return "\n".join(lines) + "\n"
+
+
+# -- many batch folders: one combined view ---------------------------------------------------------
+ALL_CSV_NAME = "all_batches.csv"
+ALL_SUMMARY_NAME = "all_batches_summary.txt"
+
+
+@dataclass
+class BatchReport:
+    """One batch folder of a multi-folder run, as its output dir holds it."""
+
+    name: str
+    output_dir: str  # as shown, relative to the combined files where possible
+    rows: list[ImageResult]
+    status: str  # "ran", "resumed" or "done earlier"
+    predicted: int = 0  # images predicted by this run
+    loop_s: float = 0.0  # first batch to last file written
+    overhead_s: float = 0.0  # the rest of the folder's time in this run: data set-up, workers, summaries
+    # (for a folder done earlier, predicted and loop_s are that run's)
+
+
+def combined_csv_text(reports: Sequence[BatchReport]) -> str:
+    """``all_batches.csv``: every folder's rows with the batch first; npy/png relative to the combined file."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("batch", *CSV_COLUMNS))
+    for report in reports:
+        for row in report.rows:
+            values = asdict(row)
+            for key in ("npy", "png"):
+                if values[key]:
+                    values[key] = f"{report.output_dir}/{values[key]}"
+            writer.writerow([report.name, *(_cell(value) for value in values.values())])
+    return buffer.getvalue()
+
+
+def combined_summary_text(
+    parameters: Mapping[str, object], reports: Sequence[BatchReport], top_count: int = 20
+) -> str:
+    """``all_batches_summary.txt``: one line per batch folder, overall statistics, top anomalies of all."""
+    every = [row for report in reports for row in report.rows]
+    stats = score_statistics(every)
+    lines = ["EfficientAd batch folders - combined summary", "=" * 45, ""]
+    width = max((len(key) for key in parameters), default=0)
+    lines += [f"  {key:<{width}} : {value}" for key, value in parameters.items()]
+    lines += ["", "Per batch folder (score = max of the raw anomaly map)"]
+    name_width = max([len(report.name) for report in reports] + [5])
+    lines.append(
+        f"  {'batch':<{name_width}} {'images':>7} {'ok':>7} {'failed':>6} {'above':>6} {'score med':>10} "
+        f"{'p95':>10} {'max':>10} {'time s':>8} {'images/s':>9}  status"
+    )
+    for report in reports:
+        numbers = score_statistics(report.rows)
+        scores = [f"{numbers.get(key, math.nan):>10.4g}" for key in ("score_median", "score_p95", "score_max")]
+        rate = f"{report.predicted / report.loop_s:>9.2f}" if report.predicted and report.loop_s > 0 else f"{'':>9}"
+        time_text = f"{report.loop_s + report.overhead_s:>8.1f}" if report.predicted else f"{'':>8}"
+        lines.append(
+            f"  {report.name:<{name_width}} {numbers['images']:>7} {numbers['ok']:>7} {numbers['failed']:>6} "
+            f"{numbers['above_threshold']:>6} {' '.join(scores)} {time_text} {rate}  {report.status}"
+        )
+    lines += ["", "Overall"]
+    lines.append(f"  images : {stats['images']} ({stats['ok']} ok, {stats['failed']} failed) in {len(reports)} batch folders")
+    if stats["ok"]:
+        for name in ("min", "mean", "median", "p95", "max"):
+            lines.append(f"  score {name:<6} : {stats[f'score_{name}']:.6g}")
+        lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+    owner = {id(row): report.name for report in reports for row in report.rows}
+    top = most_anomalous(every, top_count)
+    if top:
+        lines += ["", f"Most anomalous images of all batch folders (top {len(top)} by score)"]
+        lines += [f"  {rank:>3}. {row.score:<12.6g} {owner[id(row)]}/{row.image}" for rank, row in enumerate(top, 1)]
+    failed = [(report.name, row) for report in reports for row in report.rows if row.status != "ok"]
+    if failed:
+        lines += ["", f"Failed images ({len(failed)})"]
+        lines += [f"  {name}/{row.image}: {row.error}" for name, row in failed]
     return "\n".join(lines) + "\n"

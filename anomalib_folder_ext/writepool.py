@@ -50,6 +50,13 @@ class BatchWritePool(Generic[Result]):
         self._batches.append([self._executor.submit(job) for job in jobs])
         return collected
 
+    def collect_done(self) -> list[Result]:
+        """The results of the oldest batches that have already finished, without waiting."""
+        collected: list[Result] = []
+        while self._batches and all(future.done() for future in self._batches[0]):
+            collected += self._collect(self._batches.popleft())
+        return collected
+
     def drain(self) -> list[Result]:
         """Wait for every queued batch; their results in order."""
         collected: list[Result] = []
@@ -57,12 +64,12 @@ class BatchWritePool(Generic[Result]):
             collected += self._collect(self._batches.popleft())
         return collected
 
-    def abandon(self) -> None:
-        """After a failure elsewhere: let queued jobs finish (nothing computed is lost), ignore their errors."""
-        for batch in self._batches:
-            for future in batch:
-                future.exception()  # waits; a second error is not raised over the first
+    def abandon(self) -> list[Result]:
+        """After a failure elsewhere: let queued jobs finish (nothing computed is lost), ignore their
+        errors (a second error is not raised over the first); the results of those that succeeded."""
+        succeeded = [future.result() for batch in self._batches for future in batch if future.exception() is None]
         self._batches.clear()
+        return succeeded
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -78,8 +78,25 @@ def test_a_failed_job_is_raised_in_the_caller_and_the_other_jobs_still_run():
 def test_abandon_waits_for_queued_jobs_and_swallows_their_errors():
     pool = BatchWritePool(workers=1, max_batches=4)
     log = []
-    pool.submit([lambda: (time.sleep(0.1), log.append(1))[1]])
-    pool.submit([lambda: 1 / 0, lambda: log.append(2)])
-    pool.abandon()
+    pool.submit([lambda: (time.sleep(0.1), log.append(1), "one")[2]])
+    pool.submit([lambda: 1 / 0, lambda: (log.append(2), "two")[1]])
+    assert pool.abandon() == ["one", "two"]  # what succeeded comes back: the writer journals it
     assert log == [1, 2] and pool.batches_in_flight == 0
+    pool.close()
+
+
+def test_collect_done_returns_finished_leading_batches_without_waiting():
+    pool = BatchWritePool(workers=2, max_batches=4)
+    gate, log = threading.Event(), []
+    pool.submit([lambda: "a"])
+    pool.submit([gated("b", gate, log)])
+    pool.submit([lambda: "c"])
+    deadline = time.perf_counter() + 5
+    collected = []
+    while not collected and time.perf_counter() < deadline:
+        collected = pool.collect_done()
+    assert collected == ["a"]  # "c" is done too, but waits behind the unfinished "b": order is kept
+    assert pool.collect_done() == [] and pool.batches_in_flight == 2
+    gate.set()
+    assert pool.drain() == ["b", "c"]
     pool.close()

@@ -1,0 +1,113 @@
+"""The journal and the combined view, without a model: exact rows back, torn lines, settings, finished folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+
+from anomalib_folder_ext import journal
+from anomalib_folder_ext.summary import (
+    BatchReport, ImageResult, combined_csv_text, combined_summary_text, csv_text, row_from_csv,
+)
+
+SETTINGS = {"checkpoint": "/m.ckpt", "precision": "32-true", "npy": True, "png": "jet"}
+
+
+def row(name: str, score: float, status: str = "ok", **extra) -> ImageResult:
+    stem = name.rsplit(".", 1)[0]
+    files = {"npy": f"{stem}_anomaly.npy", "png": f"{stem}_anomaly.png"} if status == "ok" else {}
+    return ImageResult(name, status=status, score=score, raw_min=-0.1234567891, raw_mean=1 / 3,
+                       norm_mean=0.25, pred_score=0.5, pred_label=score > 1 if status == "ok" else None, width=5, height=4, **files, **extra)
+
+
+def touch_outputs(out, rows):
+    for item in rows:
+        for name in (item.npy, item.png):
+            if name:
+                (out / name).write_bytes(b"x")
+
+
+def test_rows_come_back_exactly_and_a_torn_last_line_is_ignored(tmp_path):
+    rows = [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="OSError: bad"), row("c.png", 2.0)]
+    log = journal.Journal(tmp_path, rank=0, settings=SETTINGS)
+    log.append(rows[:2])
+    log.append(rows[2:])
+    log.close()
+    with (tmp_path / ".journal" / "rank0.jsonl").open("a") as handle:
+        handle.write('{"image":"d.png","status":"o')  # a kill in the middle of a line
+    state = journal.read_journal(tmp_path)
+    assert list(state.rows) == ["a.png", "b.png", "c.png"]
+    assert state.rows["a.png"] == rows[0] and state.rows["c.png"].raw_min == -0.1234567891  # exact floats
+    assert state.rows["b.png"].status == "failed" and math.isnan(state.rows["b.png"].score)
+
+    again = journal.Journal(tmp_path, rank=0, settings=SETTINGS)  # the resumed run appends after the torn line
+    again.append([row("d.png", 0.7)])
+    again.close()
+    assert list(journal.read_journal(tmp_path).rows) == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_only_ok_rows_whose_files_exist_count_as_done(tmp_path):
+    rows = [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="x"), row("c.png", 2.0)]
+    log = journal.Journal(tmp_path, rank=1, settings=SETTINGS)
+    log.append(rows)
+    log.close()
+    touch_outputs(tmp_path, rows)
+    (tmp_path / "c_anomaly.png").unlink()
+    assert list(journal.read_journal(tmp_path).complete(tmp_path)) == ["a.png"]  # b failed (retried), c lost a file
+
+
+def test_resuming_with_other_settings_is_refused_naming_the_setting(tmp_path):
+    log = journal.Journal(tmp_path, rank=0, settings=SETTINGS)
+    log.append([row("a.png", 0.5)])
+    log.close()
+    state = journal.read_journal(tmp_path)
+    state.check(SETTINGS)
+    with pytest.raises(journal.JournalMismatchError, match=r"used png 'jet', this one 'viridis'"):
+        state.check({**SETTINGS, "png": "viridis"})
+
+
+def test_a_folder_counts_as_finished_only_for_the_same_images_settings_and_files(tmp_path):
+    rows = [row("a.png", 0.5), row("b.png", 1.5)]
+    names = [item.image for item in rows]
+    (tmp_path / "results.csv").write_text(csv_text(rows))
+    touch_outputs(tmp_path, rows)
+    assert journal.finished_run(tmp_path, SETTINGS, names) is None  # no finished record yet
+    journal.write_finished(tmp_path, {"settings": SETTINGS, "images": journal.names_digest(names), "loop_s": 1.0})
+    assert journal.finished_run(tmp_path, SETTINGS, names)["loop_s"] == 1.0
+    assert journal.finished_run(tmp_path, SETTINGS, [*names, "c.png"]) is None  # a new image in the folder
+    assert journal.finished_run(tmp_path, {**SETTINGS, "precision": "bf16-mixed"}, names) is None
+    (tmp_path / "b_anomaly.npy").unlink()
+    assert journal.finished_run(tmp_path, SETTINGS, names) is None  # a file went missing: not done
+    journal.mark_unfinished(tmp_path)
+    assert journal.read_finished(tmp_path) is None
+
+
+def test_results_csv_rows_read_back_write_the_same_csv():
+    rows = [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="OSError: bad"), row("c.png", 2.0)]
+    text = csv_text(rows)
+    again = [row_from_csv(values) for values in csv.DictReader(io.StringIO(text))]
+    assert csv_text(again) == text and again[2].pred_label is True and again[1].pred_label is None
+
+
+def test_combined_view_has_every_row_with_its_batch_and_the_top_of_all_batches():
+    first = BatchReport("batch_01", "inference_results_batch_01", [row("a.png", 0.5), row("b.png", 3.0)], "ran", 2, 1.0, 0.2)
+    second = BatchReport("batch_02", "inference_results_batch_02",
+                         [row("c.png", 1.5), row("d.png", math.nan, status="failed", error="OSError: bad")],
+                         "done earlier", 2, 4.0)
+    parsed = list(csv.DictReader(io.StringIO(combined_csv_text([first, second]))))
+    assert [(r["batch"], r["image"]) for r in parsed] == [
+        ("batch_01", "a.png"), ("batch_01", "b.png"), ("batch_02", "c.png"), ("batch_02", "d.png")]
+    assert parsed[0]["npy"] == "inference_results_batch_01/a_anomaly.npy" and parsed[3]["npy"] == ""
+
+    text = combined_summary_text({"checkpoint": "/m.ckpt"}, [first, second])
+    lines = text.splitlines()
+    batch_01 = next(line for line in lines if line.strip().startswith("batch_01"))
+    assert batch_01.split()[1:4] == ["2", "2", "0"] and batch_01.rstrip().endswith("ran")
+    assert "2.00" in batch_01  # 2 images in 1.0 s
+    assert next(line for line in lines if line.strip().startswith("batch_02")).rstrip().endswith("done earlier")
+    top = lines.index(next(line for line in lines if line.startswith("Most anomalous")))
+    assert lines[top + 1].split()[-1] == "batch_01/b.png" and lines[top + 2].split()[-1] == "batch_02/c.png"
+    assert "batch_02/d.png: OSError: bad" in text and "4 (3 ok, 1 failed) in 2 batch folders" in text
