@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,7 @@ import torch
 from anomalib.data import InferenceBatch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
 
 from anomalib_folder_ext import artifacts, journal, maps, summary
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
@@ -158,6 +160,10 @@ class AnomalyMapWriter(Callback):
             self._earlier = {name: row for name, row in earlier.complete(out).items() if name in names}
             self._earlier_settings = earlier
             datamodule.skip = frozenset(self._earlier)
+            if self._earlier and len(self._earlier) == len(names):
+                # Nothing to predict: Lightning's warning about an empty loader would only alarm.
+                warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
+                rank_zero_info(f"{out}: all {len(names)} images were finished by an earlier run; writing the summaries")
             if trainer.is_global_zero:
                 artifacts.remove_temporaries(out)
         elif trainer.is_global_zero:

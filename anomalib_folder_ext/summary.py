@@ -110,6 +110,19 @@ def most_anomalous(rows: Sequence[ImageResult], count: int = 10) -> list[ImageRe
     return sorted(ok, key=lambda row: -row.score)[:count]
 
 
+def _parameter_lines(parameters: Mapping[str, object]) -> list[str]:
+    width = max((len(key) for key in parameters), default=0)
+    return [f"  {key:<{width}} : {value}" for key, value in parameters.items()]
+
+
+def _score_lines(stats: Mapping[str, float | int], width: int) -> list[str]:
+    if not stats["ok"]:
+        return []
+    lines = [f"  score {name:<{width}} : {stats[f'score_{name}']:.6g}" for name in ("min", "mean", "median", "p95", "max")]
+    lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+    return lines
+
+
 def summary_text(
     parameters: Mapping[str, object],
     rows: Sequence[ImageResult],
@@ -118,15 +131,10 @@ def summary_text(
     """The human-readable report: parameters, overall statistics, top list, per-image table."""
     stats = score_statistics(rows)
     lines = ["EfficientAd folder inference - results summary", "=" * 48, "", "Processing parameters"]
-    width = max(len(key) for key in parameters) if parameters else 0
-    lines += [f"  {key:<{width}} : {value}" for key, value in parameters.items()]
-
+    lines += _parameter_lines(parameters)
     lines += ["", "Overall statistics (score = max of the raw anomaly map; comparable across images)"]
     lines.append(f"  images processed : {stats['ok']} ok, {stats['failed']} failed, {stats['images']} total")
-    if stats["ok"]:
-        for name in ("min", "mean", "median", "p95", "max"):
-            lines.append(f"  score {name:<10} : {stats[f'score_{name}']:.6g}")
-        lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+    lines += _score_lines(stats, width=10)
 
     top = most_anomalous(rows, top_count)
     if top:
@@ -192,9 +200,7 @@ def combined_summary_text(
     """``all_batches_summary.txt``: one line per batch folder, overall statistics, top anomalies of all."""
     every = [row for report in reports for row in report.rows]
     stats = score_statistics(every)
-    lines = ["EfficientAd batch folders - combined summary", "=" * 45, ""]
-    width = max((len(key) for key in parameters), default=0)
-    lines += [f"  {key:<{width}} : {value}" for key, value in parameters.items()]
+    lines = ["EfficientAd batch folders - combined summary", "=" * 45, "", *_parameter_lines(parameters)]
     lines += ["", "Per batch folder (score = max of the raw anomaly map)"]
     name_width = max([len(report.name) for report in reports] + [5])
     lines.append(
@@ -212,10 +218,7 @@ def combined_summary_text(
         )
     lines += ["", "Overall"]
     lines.append(f"  images : {stats['images']} ({stats['ok']} ok, {stats['failed']} failed) in {len(reports)} batch folders")
-    if stats["ok"]:
-        for name in ("min", "mean", "median", "p95", "max"):
-            lines.append(f"  score {name:<6} : {stats[f'score_{name}']:.6g}")
-        lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+    lines += _score_lines(stats, width=6)
     owner = {id(row): report.name for report in reports for row in report.rows}
     top = most_anomalous(every, top_count)
     if top:

@@ -165,3 +165,19 @@ def test_an_override_that_changes_more_than_data_is_refused_before_any_folder_ru
     error = result.stderr.strip().splitlines()[-1]
     assert "bad_precision.yaml: changes trainer" in error and "only data settings may differ" in error, result.stderr[-2000:]
     assert not (work / "refused" / "inference_results_batch_01").exists()
+
+
+def test_a_single_predict_with_resume_on_a_finished_folder_predicts_nothing(job, checkpoint):
+    work, _ = job
+    out = work / "out" / "inference_results_batch_03"
+    before = (out / "results.csv").read_bytes()
+    maps = {path: path.stat().st_mtime_ns for path in out.glob("*_anomaly.*")}
+    result = run_cli(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                      "--ckpt_path", str(checkpoint), "--data.init_args.folder_path", str(work / "root/batch_03"),
+                      "--data.init_args.output_dir", str(out), "--resume", "True"], cwd=work, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "all 5 images were finished by an earlier run" in output and "DataLoader" not in output
+    assert (out / "results.csv").read_bytes() == before
+    assert {path: path.stat().st_mtime_ns for path in out.glob("*_anomaly.*")} == maps
+    assert "5 finished by an earlier run (resumed)" in (out / "results_summary.txt").read_text()
