@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import torch
 from anomalib.data import InferenceBatch
@@ -21,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from anomalib_folder_ext import artifacts, journal, maps, summary
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
 
@@ -93,6 +95,15 @@ class AnomalyMapWriter(Callback):
         release_maps: Drop each batch's map once handed over, so anomalib's PostProcessor skips
             normalising and thresholding full-size maps that nothing else reads. Set false when
             another callback, such as anomalib's visualizer, needs ``anomaly_map`` / ``pred_mask``.
+        normalization: How each map is scaled to [0, 1] in the files. ``per_image``: by its own
+            min and max (every map's max is 1: shows where, not how much); ``model``: anomalib's
+            own pixel normalisation from the checkpoint's validation statistics (0.5 is the
+            model's pixel threshold), the same scale for every image and every run of the
+            checkpoint; ``fixed``: ``(v - vmin) / (vmax - vmin)`` of the raw map. Clipped to [0, 1].
+        vmin: The raw value shown as 0 with ``normalization: fixed``.
+        vmax: The raw value shown as 1 with ``normalization: fixed``.
+        map_size: ``model``: maps at the model's input size; ``original``: each map resized
+            (bilinearly, on the device) to its image's own size, so it overlays the image.
         resume: Continue an interrupted run in the same output dir: images whose files an earlier
             run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
             again, and ``results.csv`` comes out as an uninterrupted run's. Off: start from nothing.
@@ -116,6 +127,10 @@ class AnomalyMapWriter(Callback):
         write_workers: int | None = None,
         top_count: int = 10,
         release_maps: bool = True,
+        normalization: Literal["per_image", "model", "fixed"] = "per_image",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        map_size: Literal["model", "original"] = "model",
         resume: bool = False,
     ) -> None:
         super().__init__()
@@ -128,6 +143,18 @@ class AnomalyMapWriter(Callback):
         self.top_count = top_count
         self.release_maps = release_maps
         self.resume = resume
+        self.normalization, self.vmin, self.vmax, self.map_size = normalization, vmin, vmax, map_size
+        if normalization not in {"per_image", "model", "fixed"}:
+            msg = f"normalization {normalization!r}: use per_image, model or fixed"
+            raise InputError(msg)
+        if map_size not in {"model", "original"}:
+            msg = f"map_size {map_size!r}: use model or original"
+            raise InputError(msg)
+        if normalization == "fixed":
+            if vmin is None or vmax is None or not vmax > vmin:
+                msg = f"normalization fixed needs vmin < vmax (got vmin {vmin}, vmax {vmax})"
+                raise InputError(msg)
+        self._normalizer: maps.Normalizer | None = None
         self._checkpoint: str | None = None  # where the weights were last loaded from, kept across runs
         self._lut = artifacts.colormap_lut(colormap) if save_as_image else None
         self._reset()
@@ -193,6 +220,7 @@ class AnomalyMapWriter(Callback):
         max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
         self._pool = BatchWritePool(self.write_workers, max_batches)
         self._labels_from_threshold = _has_image_threshold(pl_module)  # one device sync, here, not per batch
+        self._normalizer = self._map_normalizer(pl_module)
         self._settings_for(trainer)
         if trainer.is_global_zero:
             journal.mark_unfinished(self.resolved_output_dir)  # finished again only when the summaries are
@@ -206,7 +234,31 @@ class AnomalyMapWriter(Callback):
             "precision": str(precision),
             "npy": self.save_as_npy,
             "png": self.colormap if self.save_as_image else False,
+            "normalization": self.normalization_text(),
+            "map_size": self.map_size,
         }
+
+    def normalization_text(self) -> str:
+        return f"fixed {self.vmin:g} {self.vmax:g}" if self.normalization == "fixed" else self.normalization
+
+    def _map_normalizer(self, pl_module: LightningModule) -> maps.Normalizer | None:
+        """The scale of every map in this run (``None``: each map's own min-max); checked once, here."""
+        if self.normalization == "fixed":
+            return maps.fixed_range(self.vmin, self.vmax)
+        if self.normalization == "per_image":
+            return None
+        post_processor = getattr(pl_module, "post_processor", None)
+        stats = [getattr(post_processor, name, None) for name in ("pixel_min", "pixel_max", "pixel_threshold")]
+        if not isinstance(post_processor, PostProcessor) or any(
+            value is None or bool(torch.isnan(value).any()) for value in stats
+        ):
+            msg = (
+                "normalization model: the checkpoint's post-processor has no pixel statistics "
+                "(pixel_min, pixel_max, pixel_threshold from validation); use per_image, or fixed with vmin/vmax"
+            )
+            raise InputError(msg)
+        pixel_min, pixel_max, threshold = stats
+        return partial(PostProcessor._normalize, norm_min=pixel_min, norm_max=pixel_max, threshold=threshold)  # noqa: SLF001
 
     def _settings_for(self, trainer: Trainer) -> dict:
         """This run's settings, once the checkpoint is loaded (after setup); checked against earlier runs."""
@@ -234,17 +286,16 @@ class AnomalyMapWriter(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         del trainer, batch, batch_idx, dataloader_idx
-        computed = maps.process_maps(outputs.anomaly_map, with_levels=self.save_as_image)
+        sizes = outputs.original_size if self.map_size == "original" else None
+        computed = maps.process_maps(outputs.anomaly_map, self.save_as_image, self._normalizer, sizes)
         pred_scores, pred_labels = _image_scores(pl_module, outputs.pred_score, self._labels_from_threshold)
         if self.release_maps:
             outputs.anomaly_map = None  # the PostProcessor then skips its pixel-level work
         if pred_labels is not None and outputs.pred_label is None:
             outputs.pred_label = pred_labels  # the same labels; the PostProcessor then does not wait for the device
         tensors = {"stats": computed.stats}
-        if self.save_as_npy:
-            tensors["normalized"] = computed.normalized
-        if self.save_as_image:
-            tensors["levels"] = computed.levels
+        wanted = {"normalized": self.save_as_npy, "levels": self.save_as_image}
+        tensors |= {name: t for name, t in computed.host_tensors().items() if wanted[name.split(".")[0]]}
         if pred_scores is not None:
             tensors["pred_score"] = pred_scores
         if pred_labels is not None:
@@ -270,10 +321,10 @@ class AnomalyMapWriter(Callback):
         stem = self._stems[name]
         if self.save_as_npy:
             row.npy = f"{stem}{artifacts.NPY_SUFFIX}"
-            artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(host["normalized"][index].numpy()))
+            artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(maps.image_map(host, "normalized", index).numpy()))
         if self.save_as_image:
             row.png = f"{stem}{artifacts.PNG_SUFFIX}"
-            png = artifacts.encode_png(host["levels"][index].numpy(), self.png_compress_level, palette=self._lut)
+            png = artifacts.encode_png(maps.image_map(host, "levels", index).numpy(), self.png_compress_level, palette=self._lut)
             artifacts.atomic_write(self.resolved_output_dir / row.png, png)
         return row
 
@@ -361,6 +412,8 @@ class AnomalyMapWriter(Callback):
             "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
             "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
             "precision": trainer.precision,
+            "normalization": _NORMALIZATION_NOTES[self.normalization].format(self=self),
+            "map size": "each image's own size" if self.map_size == "original" else "the model's input size",
             "outputs": ", ".join(
                 name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image)) if on
             )
@@ -375,6 +428,13 @@ class AnomalyMapWriter(Callback):
         out = self.resolved_output_dir
         artifacts.atomic_write(out / summary.CSV_NAME, summary.csv_text(rows).encode())
         artifacts.atomic_write(out / summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
+
+
+_NORMALIZATION_NOTES = {
+    "per_image": "per_image (each map by its own min and max: every map's max is 1)",
+    "model": "model (anomalib's pixel normalisation from the checkpoint: 0.5 = the model's pixel threshold; clipped)",
+    "fixed": "fixed (raw {self.vmin:g} -> 0, raw {self.vmax:g} -> 1; clipped)",
+}
 
 
 @dataclass

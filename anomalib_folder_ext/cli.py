@@ -37,6 +37,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
     parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
     parser.add_argument("--colormap", default="jet", help="matplotlib colormap for the PNGs")
+    parser.add_argument("--normalization", choices=["per_image", "model", "fixed"], default="per_image",
+                        help="per_image: each map's own min-max; model: anomalib's pixel normalisation from the "
+                             "checkpoint (comparable across images); fixed: --vmin/--vmax of the raw map")
+    parser.add_argument("--vmin", type=float, help="with --normalization fixed: the raw value shown as 0")
+    parser.add_argument("--vmax", type=float, help="with --normalization fixed: the raw value shown as 1")
+    parser.add_argument("--map_size", choices=["model", "original"], default="model",
+                        help="maps at the model's input size, or resized to each image's own size")
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -180,6 +187,9 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                         "save_as_npy": options.save_as_npy,
                         "save_as_image": options.save_as_image,
                         "colormap": options.colormap,
+                        "normalization": options.normalization,
+                        **({"vmin": options.vmin, "vmax": options.vmax} if options.normalization == "fixed" else {}),
+                        "map_size": options.map_size,
                         "resume": bool(options.resume),
                     },
                 }
@@ -362,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":
         return run_demo(options)
+    if getattr(options, "normalization", None) == "fixed" and not (
+        options.vmin is not None and options.vmax is not None and options.vmax > options.vmin
+    ):
+        parser.error("--normalization fixed needs --vmin and --vmax, with vmin < vmax")
     with_configs = "--config" in passthrough or any(arg.startswith("--config=") for arg in passthrough)
     if options.command == "predict":
         if not options.model_path and not with_configs:

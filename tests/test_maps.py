@@ -97,3 +97,70 @@ def test_host_copy_from_cuda_lands_in_pinned_memory():
     for name, tensor in tensors.items():
         assert host[name].device.type == "cpu" and host[name].is_pinned()
         torch.testing.assert_close(host[name], tensor.cpu(), rtol=0, atol=0)
+
+
+def test_fixed_range_scales_every_map_alike_and_clips():
+    from anomalib_folder_ext.maps import fixed_range
+
+    raw = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.5]]])
+    batch = process_maps(raw, normalize=fixed_range(1.0, 2.0))
+    assert batch.normalized.tolist() == [[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.5]]]
+    assert batch.stats[:, 0].tolist() == [3.0, 1.5]  # the score stays the raw max
+    with pytest.raises(ValueError, match="vmax"):
+        fixed_range(2.0, 2.0)
+
+
+def test_model_normalization_is_anomalibs_own_pixel_normalization():
+    """The writer's ``model`` mode gives exactly what anomalib's PostProcessor makes of the anomaly map."""
+    from types import SimpleNamespace
+
+    from anomalib.data import InferenceBatch
+    from anomalib.post_processing import PostProcessor
+
+    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+
+    post = PostProcessor()
+    post.pixel_min.fill_(-0.5)
+    post.pixel_max.fill_(2.5)
+    post._pixel_threshold.fill_(0.7)  # noqa: SLF001
+    raw = torch.linspace(-1, 4, 2 * 9 * 7).reshape(2, 1, 9, 7)
+    normalizer = AnomalyMapWriter(normalization="model")._map_normalizer(SimpleNamespace(post_processor=post))  # noqa: SLF001
+    mine = process_maps(raw, normalize=normalizer).normalized
+    expected = post(InferenceBatch(anomaly_map=raw.clone(), pred_score=raw.amax(dim=(1, 2, 3)))).anomaly_map
+    assert torch.equal(mine, expected.squeeze(1))
+    assert mine.min() == 0 and mine.max() == 1 and 0 < mine.mean() < 1
+
+
+def test_model_normalization_without_pixel_statistics_is_refused_in_words():
+    from types import SimpleNamespace
+
+    from anomalib.post_processing import PostProcessor
+
+    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+    from anomalib_folder_ext.errors import InputError
+
+    with pytest.raises(InputError, match="no pixel statistics"):
+        AnomalyMapWriter(normalization="model")._map_normalizer(SimpleNamespace(post_processor=PostProcessor()))  # noqa: SLF001
+    with pytest.raises(InputError, match="vmin < vmax"):
+        AnomalyMapWriter(normalization="fixed", vmin=1.0)
+
+
+def test_original_size_maps_are_bilinear_resizes_of_the_normalized_map():
+    import torch.nn.functional as F  # noqa: N812
+
+    from anomalib_folder_ext.maps import image_map
+
+    rng = np.random.default_rng(2)
+    raw = torch.from_numpy(rng.random((3, 1, 16, 16)).astype(np.float32))
+    sizes = [(20, 30), (0, 0), (20, 30)]  # H x W; (0, 0): an unreadable image keeps the model's size
+    batch = process_maps(raw, sizes=sizes)
+    at_model_size = process_maps(raw).normalized
+    assert [tuple(m.shape) for m in batch.normalized] == [(20, 30), (16, 16), (20, 30)]
+    expected = F.interpolate(at_model_size[0][None, None], size=(20, 30), mode="bilinear", align_corners=False)[0, 0]
+    assert torch.equal(batch.normalized[0], expected)
+    assert [tuple(m.shape) for m in batch.levels] == [(20, 30), (16, 16), (20, 30)]
+    assert batch.stats[0, 3].item() == pytest.approx(batch.normalized[0].mean().item())  # norm_mean of the written map
+    assert torch.equal(batch.stats[:, :3], process_maps(raw).stats[:, :3])  # raw statistics do not depend on the size
+    host = HostCopy(batch.host_tensors()).wait()
+    assert torch.equal(image_map(host, "normalized", 2), batch.normalized[2])
+    assert torch.equal(image_map(host, "levels", 1), batch.levels[1])

@@ -204,3 +204,36 @@ def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, 
     assert rows["good1.png"]["status"] == rows["good2.jpg"]["status"] == "ok"
     summary = (tmp_path / "inference_results_in" / "results_summary.txt").read_text()
     assert "2 ok, 1 failed, 3 total" in summary
+
+
+def test_model_normalization_at_original_size_is_anomalibs_map_resized_to_each_image(checkpoint, yaml_run, reference_maps):
+    """`--normalization model --map_size original`: anomalib's own pixel normalisation of the raw map,
+    resized bilinearly to the image's (H, W); the PNG has that size too; the raw numbers are unchanged."""
+    import torch.nn.functional as F  # noqa: N812
+    from anomalib.post_processing import PostProcessor
+    from PIL import Image
+
+    workdir, folder, default_dir, _ = yaml_run
+    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original"],
+                     cwd=workdir.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output_dir = workdir.parent / "model_original"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    pixel = [state[f"post_processor.{key}"] for key in ("pixel_min", "pixel_max", "_pixel_threshold")]
+    maps, _ = reference_maps
+    rows = {row["image"]: row for row in read_rows(output_dir)}
+    default_rows = {row["image"]: row for row in read_rows(default_dir)}
+    for name in TOP_LEVEL:
+        (width, height), _ = MIXED_IMAGES[name]
+        saved = np.load(output_dir / rows[name]["npy"])
+        assert saved.shape == (height, width), name
+        assert Image.open(output_dir / rows[name]["png"]).size == (width, height)
+        normalized = PostProcessor._normalize(torch.from_numpy(maps[name]), *pixel)  # noqa: SLF001
+        expected = F.interpolate(normalized[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        assert np.abs(saved - expected.numpy()).max() <= 1e-5, name
+        for column in ("score", "raw_min", "raw_mean", "pred_score", "pred_label"):
+            assert rows[name][column] == default_rows[name][column], (name, column)
+    summary = (output_dir / "results_summary.txt").read_text()
+    assert "normalization     : model (anomalib's pixel normalisation" in summary
+    assert "map size          : each image's own size" in summary
