@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from anomalib_folder_ext import demo
+from anomalib_folder_ext.summary import read_results
 from conftest import REPO, run_cli
 
 
@@ -106,3 +107,20 @@ def test_make_run_steps_build_predict_and_score(tmp_path):
 
     again = run_cli(["anomalib-folder", "demo", "build", "--dir", ".demo"], cwd=tmp_path, env=env)
     assert again.returncode == 0 and "reusing" in again.stdout
+
+    # Comparable maps: per_image stretches every map to a max of 1; model mode (anomalib's pixel
+    # normalisation from the checkpoint) keeps every clean image's map below every defective one's.
+    model_mode = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                          "--trainer.callbacks.init_args.normalization", "model",
+                          "--data.init_args.output_dir", "model_mode"], cwd=tmp_path, env=predict_env)
+    assert model_mode.returncode == 0, model_mode.stderr[-3000:]
+    maxima: dict[str, dict[bool, list[float]]] = {"inference_results_demo": {}, "model_mode": {}}
+    for output_name, by_defect in maxima.items():
+        for row in read_results(tmp_path / output_name):
+            mask = np.asarray(Image.open(tmp_path / ".demo/data/demo_masks" / f"{Path(row['image']).stem}.png"))
+            by_defect.setdefault(bool(mask.any()), []).append(float(np.load(tmp_path / output_name / row["npy"]).max()))
+    assert set(maxima["inference_results_demo"][False] + maxima["inference_results_demo"][True]) == {1.0}
+    clean, defective = maxima["model_mode"][False], maxima["model_mode"][True]
+    ordered = np.mean([c < d for c in clean for d in defective])  # 1.0 on this project's CPUs
+    assert ordered >= 0.90 and np.median(clean) < np.median(defective), maxima["model_mode"]
+    assert max(clean) < 0.5 < max(defective)  # 0.5 is the model's pixel threshold
