@@ -86,6 +86,38 @@ def colorize(levels: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[np.asarray(levels, dtype=np.uint8)]
 
 
+def blend_overlay(image: np.ndarray, levels: np.ndarray, lut: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The colour-mapped map laid over the image: ``(1 - alpha) * image + alpha * lut[levels]``, uint8 RGB.
+
+    ``image`` is resized (bilinear) to the map's size when they differ.
+
+    Example:
+        >>> lut = np.array([[0, 0, 0]] * 255 + [[255, 0, 0]], dtype=np.uint8)
+        >>> blend_overlay(np.full((1, 2, 3), 100, np.uint8), np.array([[0, 255]], np.uint8), lut)[0].tolist()
+        [[50, 50, 50], [178, 50, 50]]
+    """
+    height, width = levels.shape
+    if image.shape[:2] != (height, width):
+        from PIL import Image
+
+        image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    heat = colorize(levels, lut).astype(np.float32)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * heat
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def encode_overlay(image: np.ndarray, fmt: str = "jpg", quality: int = 90) -> bytes:
+    """JPEG (small, for looking at) or PNG (lossless) bytes of an RGB overlay."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    else:
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def encode_png(image: np.ndarray, compress_level: int = 1, palette: np.ndarray | None = None) -> bytes:
     """PNG bytes of an RGB image, or of uint8 indices into ``palette`` ((256, 3) uint8).
 

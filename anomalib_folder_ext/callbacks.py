@@ -104,6 +104,10 @@ class AnomalyMapWriter(Callback):
         vmax: The raw value shown as 1 with ``normalization: fixed``.
         map_size: ``model``: maps at the model's input size; ``original``: each map resized
             (bilinearly, on the device) to its image's own size, so it overlays the image.
+        save_overlay: Write ``<stem>_overlay.jpg``: the colour-mapped map blended over the input
+            image, at the map's size. The writer threads read the image file again for it.
+        overlay_alpha: The map's weight in the overlay (0: only the image, 1: only the map).
+        overlay_format: ``jpg`` (small) or ``png`` (lossless).
         resume: Continue an interrupted run in the same output dir: images whose files an earlier
             run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
             again, and ``results.csv`` comes out as an uninterrupted run's. Off: start from nothing.
@@ -131,6 +135,9 @@ class AnomalyMapWriter(Callback):
         vmin: float | None = None,
         vmax: float | None = None,
         map_size: Literal["model", "original"] = "model",
+        save_overlay: bool = False,
+        overlay_alpha: float = 0.5,
+        overlay_format: Literal["jpg", "png"] = "jpg",
         resume: bool = False,
     ) -> None:
         super().__init__()
@@ -155,8 +162,13 @@ class AnomalyMapWriter(Callback):
                 msg = f"normalization fixed needs vmin < vmax (got vmin {vmin}, vmax {vmax})"
                 raise InputError(msg)
         self._normalizer: maps.Normalizer | None = None
+        self.save_overlay, self.overlay_alpha, self.overlay_format = save_overlay, overlay_alpha, overlay_format
+        if not 0.0 <= overlay_alpha <= 1.0 or overlay_format not in {"jpg", "png"}:
+            msg = f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {overlay_alpha}, {overlay_format!r})"
+            raise InputError(msg)
+        self._folder = Path()
         self._checkpoint: str | None = None  # where the weights were last loaded from, kept across runs
-        self._lut = artifacts.colormap_lut(colormap) if save_as_image else None
+        self._lut = artifacts.colormap_lut(colormap) if save_as_image or save_overlay else None
         self._reset()
 
     def _reset(self) -> None:
@@ -215,6 +227,7 @@ class AnomalyMapWriter(Callback):
             msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
             raise TypeError(msg)
         names = [path.as_posix() for path in datamodule.relative_paths]
+        self._folder = datamodule.folder_path
         self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
         # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
         max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
@@ -234,6 +247,7 @@ class AnomalyMapWriter(Callback):
             "precision": str(precision),
             "npy": self.save_as_npy,
             "png": self.colormap if self.save_as_image else False,
+            "overlay": f"{self.overlay_format} {self.overlay_alpha:g}" if self.save_overlay else False,
             "normalization": self.normalization_text(),
             "map_size": self.map_size,
         }
@@ -287,14 +301,15 @@ class AnomalyMapWriter(Callback):
     ) -> None:
         del trainer, batch, batch_idx, dataloader_idx
         sizes = outputs.original_size if self.map_size == "original" else None
-        computed = maps.process_maps(outputs.anomaly_map, self.save_as_image, self._normalizer, sizes)
+        with_levels = self.save_as_image or self.save_overlay
+        computed = maps.process_maps(outputs.anomaly_map, with_levels, self._normalizer, sizes)
         pred_scores, pred_labels = _image_scores(pl_module, outputs.pred_score, self._labels_from_threshold)
         if self.release_maps:
             outputs.anomaly_map = None  # the PostProcessor then skips its pixel-level work
         if pred_labels is not None and outputs.pred_label is None:
             outputs.pred_label = pred_labels  # the same labels; the PostProcessor then does not wait for the device
         tensors = {"stats": computed.stats}
-        wanted = {"normalized": self.save_as_npy, "levels": self.save_as_image}
+        wanted = {"normalized": self.save_as_npy, "levels": with_levels}
         tensors |= {name: t for name, t in computed.host_tensors().items() if wanted[name.split(".")[0]]}
         if pred_scores is not None:
             tensors["pred_score"] = pred_scores
@@ -326,6 +341,13 @@ class AnomalyMapWriter(Callback):
             row.png = f"{stem}{artifacts.PNG_SUFFIX}"
             png = artifacts.encode_png(maps.image_map(host, "levels", index).numpy(), self.png_compress_level, palette=self._lut)
             artifacts.atomic_write(self.resolved_output_dir / row.png, png)
+        if self.save_overlay:
+            row.overlay = f"{stem}_overlay.{self.overlay_format}"
+            levels = maps.image_map(host, "levels", index).numpy()
+            from anomalib_folder_ext.data import decode_rgb
+
+            overlay = artifacts.blend_overlay(decode_rgb(self._folder / name), levels, self._lut, self.overlay_alpha)
+            artifacts.atomic_write(self.resolved_output_dir / row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
         return row
 
     def _keep(self, rows: list[summary.ImageResult]) -> None:
@@ -415,7 +437,9 @@ class AnomalyMapWriter(Callback):
             "normalization": _NORMALIZATION_NOTES[self.normalization].format(self=self),
             "map size": "each image's own size" if self.map_size == "original" else "the model's input size",
             "outputs": ", ".join(
-                name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image)) if on
+                name for name, on in (("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image),
+                                      (f"overlay ({self.overlay_format}, alpha {self.overlay_alpha:g})", self.save_overlay))
+                if on
             )
             or "summary only",
             "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed)"

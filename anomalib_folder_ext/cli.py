@@ -44,6 +44,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vmax", type=float, help="with --normalization fixed: the raw value shown as 1")
     parser.add_argument("--map_size", choices=["model", "original"], default="model",
                         help="maps at the model's input size, or resized to each image's own size")
+    parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False",
+                        help="also write <stem>_overlay.jpg: the colour-mapped map over the image")
+    parser.add_argument("--overlay_alpha", type=float, default=0.5, help="the map's weight in the overlay (0-1)")
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -190,6 +193,8 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                         "normalization": options.normalization,
                         **({"vmin": options.vmin, "vmax": options.vmax} if options.normalization == "fixed" else {}),
                         "map_size": options.map_size,
+                        "save_overlay": options.save_overlay,
+                        "overlay_alpha": options.overlay_alpha,
                         "resume": bool(options.resume),
                     },
                 }

@@ -26,6 +26,7 @@ class ImageResult:
     error: str = ""
     npy: str = ""
     png: str = ""
+    overlay: str = ""
     score: float = math.nan
     raw_min: float = math.nan
     raw_mean: float = math.nan

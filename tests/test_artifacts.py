@@ -91,3 +91,15 @@ def test_ensure_writable_names_the_folder(tmp_path):
         artifacts.ensure_writable(blocker / "out")
     artifacts.ensure_writable(tmp_path / "new" / "dir")
     assert (tmp_path / "new" / "dir").is_dir()
+
+
+def test_overlay_blends_the_colour_mapped_map_over_the_image_at_the_maps_size():
+    from anomalib_folder_ext.artifacts import blend_overlay, colormap_lut
+
+    lut = colormap_lut("jet")
+    image = np.full((40, 60, 3), 200, dtype=np.uint8)
+    levels = np.tile(np.arange(0, 256, 32, dtype=np.uint8), (4, 1))  # a 4 x 8 map: the image is resized to it
+    assert blend_overlay(image, levels, lut, alpha=0.0).tolist() == np.full((4, 8, 3), 200).tolist()
+    assert np.array_equal(blend_overlay(image, levels, lut, alpha=1.0), lut[levels])
+    half = blend_overlay(image, levels, lut, alpha=0.5).astype(int)
+    assert np.abs(half - (200 + lut[levels].astype(int)) / 2).max() <= 0.5

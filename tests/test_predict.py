@@ -206,16 +206,20 @@ def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, 
     assert "2 ok, 1 failed, 3 total" in summary
 
 
-def test_model_normalization_at_original_size_is_anomalibs_map_resized_to_each_image(checkpoint, yaml_run, reference_maps):
-    """`--normalization model --map_size original`: anomalib's own pixel normalisation of the raw map,
-    resized bilinearly to the image's (H, W); the PNG has that size too; the raw numbers are unchanged."""
+def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run, reference_maps):
+    """`--normalization model --map_size original --save_overlay True`: anomalib's own pixel normalisation
+    of the raw map, resized bilinearly to the image's (H, W); the PNG and the overlay (the map's colours
+    blended half and half over the image) have that size too; the raw numbers are unchanged."""
     import torch.nn.functional as F  # noqa: N812
     from anomalib.post_processing import PostProcessor
     from PIL import Image
 
+    from anomalib_folder_ext.artifacts import colormap_lut
+
     workdir, folder, default_dir, _ = yaml_run
     result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
-                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original"],
+                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
+                      "--save_overlay", "True"],
                      cwd=workdir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     output_dir = workdir.parent / "model_original"
@@ -234,6 +238,11 @@ def test_model_normalization_at_original_size_is_anomalibs_map_resized_to_each_i
         assert np.abs(saved - expected.numpy()).max() <= 1e-5, name
         for column in ("score", "raw_min", "raw_mean", "pred_score", "pred_label"):
             assert rows[name][column] == default_rows[name][column], (name, column)
+        overlay = np.asarray(Image.open(output_dir / rows[name]["overlay"]).convert("RGB"), dtype=np.float32)
+        levels = np.asarray(Image.open(output_dir / rows[name]["png"]))  # palette indices: the map's levels
+        original = np.asarray(Image.open(folder / name).convert("RGB"), dtype=np.float32)
+        expected_overlay = 0.5 * original + 0.5 * colormap_lut("jet")[levels]
+        assert overlay.shape == (height, width, 3) and np.abs(overlay - expected_overlay).mean() < 4, name  # JPEG
     summary = (output_dir / "results_summary.txt").read_text()
     assert "normalization     : model (anomalib's pixel normalisation" in summary
     assert "map size          : each image's own size" in summary
