@@ -19,6 +19,10 @@ class OutputDirError(InputError):
     """The output dir cannot be created or written; the message names it."""
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, at import: the process's umask, restored at once
+_FILE_MODE = 0o666 & ~_UMASK
+
 NPY_SUFFIX = "_anomaly.npy"
 PNG_SUFFIX = "_anomaly.png"
 
@@ -153,6 +157,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; results are ordinary files (0644 under the usual umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp_name, path)

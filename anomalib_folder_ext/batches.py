@@ -225,9 +225,15 @@ class BatchRun:
         atomic_write(self.output_root / summary.ALL_CSV_NAME, summary.combined_csv_text(self.reports).encode())
         text = summary.combined_summary_text(parameters, self.reports)
         atomic_write(self.output_root / summary.ALL_SUMMARY_NAME, text.encode())
+        extra = ""
+        if any((self.output_root / report.output_dir / "report.html").is_file() for report in self.reports):
+            from anomalib_folder_ext.report import INDEX_HTML, index_html
+
+            atomic_write(self.output_root / INDEX_HTML, index_html(self.reports).encode())
+            extra = f", {INDEX_HTML} (every folder's report)"
         _say(
             f"done: {len(self.reports)} batch folders, {len(every)} images ({ok} ok, {len(every) - ok} failed) -> "
-            f"{self.output_root.resolve()}: {summary.ALL_CSV_NAME} (one row per image), {summary.ALL_SUMMARY_NAME}, "
+            f"{self.output_root.resolve()}: {summary.ALL_CSV_NAME} (one row per image), {summary.ALL_SUMMARY_NAME}{extra}, "
             "and one output dir per folder (maps, results.csv, results_summary.txt)"
         )
 

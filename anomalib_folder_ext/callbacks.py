@@ -108,6 +108,10 @@ class AnomalyMapWriter(Callback):
             image, at the map's size. The writer threads read the image file again for it.
         overlay_alpha: The map's weight in the overlay (0: only the image, 1: only the map).
         overlay_format: ``jpg`` (small) or ``png`` (lossless).
+        report: At the end, also write ``report.html`` (self-contained: counts, a score histogram,
+            the most anomalous images with thumbnails and links) and ``report.png`` (the same top
+            images as a contact sheet, and the histogram), from what the run wrote.
+        report_top_k: How many of the most anomalous images the report shows.
         resume: Continue an interrupted run in the same output dir: images whose files an earlier
             run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
             again, and ``results.csv`` comes out as an uninterrupted run's. Off: start from nothing.
@@ -138,6 +142,8 @@ class AnomalyMapWriter(Callback):
         save_overlay: bool = False,
         overlay_alpha: float = 0.5,
         overlay_format: Literal["jpg", "png"] = "jpg",
+        report: bool = False,
+        report_top_k: int = 12,
         resume: bool = False,
     ) -> None:
         super().__init__()
@@ -167,6 +173,7 @@ class AnomalyMapWriter(Callback):
             msg = f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {overlay_alpha}, {overlay_format!r})"
             raise InputError(msg)
         self._folder = Path()
+        self.report, self.report_top_k = report, report_top_k
         self._checkpoint: str | None = None  # where the weights were last loaded from, kept across runs
         self._lut = artifacts.colormap_lut(colormap) if save_as_image or save_overlay else None
         self._reset()
@@ -393,7 +400,12 @@ class AnomalyMapWriter(Callback):
             rows = [merged[name] for name in order if name in merged]
             predicted = sum(len(report.rows) for report in reports)
             loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
-            self._write_summaries(trainer, rows, reports, predicted, loop_s)
+            parameters = self._write_summaries(trainer, rows, reports, predicted, loop_s)
+            if self.report:
+                from anomalib_folder_ext.report import write_report
+
+                write_report(self.resolved_output_dir, trainer.datamodule.folder_path, rows, parameters,
+                             self.report_top_k, self.colormap, self.overlay_alpha)
             journal.write_finished(self.resolved_output_dir, {
                 "settings": settings,
                 "images": journal.names_digest(order),
@@ -419,7 +431,7 @@ class AnomalyMapWriter(Callback):
 
     def _write_summaries(
         self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport], predicted: int, loop_s: float
-    ) -> None:
+    ) -> dict[str, object]:
         datamodule = trainer.datamodule
         ok = sum(row.status == "ok" for row in rows)
         dataset = datamodule.predict_data
@@ -452,6 +464,7 @@ class AnomalyMapWriter(Callback):
         out = self.resolved_output_dir
         artifacts.atomic_write(out / summary.CSV_NAME, summary.csv_text(rows).encode())
         artifacts.atomic_write(out / summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
+        return parameters
 
 
 _NORMALIZATION_NOTES = {

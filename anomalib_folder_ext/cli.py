@@ -47,6 +47,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False",
                         help="also write <stem>_overlay.jpg: the colour-mapped map over the image")
     parser.add_argument("--overlay_alpha", type=float, default=0.5, help="the map's weight in the overlay (0-1)")
+    parser.add_argument("--report", type=_bool, default=False, metavar="True|False",
+                        help="also write report.html and report.png: counts, score histogram, the top images")
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -195,6 +197,7 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                         "map_size": options.map_size,
                         "save_overlay": options.save_overlay,
                         "overlay_alpha": options.overlay_alpha,
+                        "report": options.report,
                         "resume": bool(options.resume),
                     },
                 }

@@ -1,4 +1,5 @@
 import io
+import os
 from pathlib import Path
 
 import matplotlib as mpl
@@ -82,6 +83,9 @@ def test_atomic_write_creates_parents_and_leaves_no_temp(tmp_path):
     artifacts.atomic_write(target, b"second")
     assert target.read_bytes() == b"second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private 0600
 
 
 def test_ensure_writable_names_the_folder(tmp_path):

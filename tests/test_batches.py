@@ -142,7 +142,8 @@ def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkp
 
 def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint):
     work, _ = job
-    result = batches(work / "root", checkpoint, "ddp", "--only", "batch_01", "batch_03", *DDP, cwd=work)
+    result = batches(work / "root", checkpoint, "ddp", "--only", "batch_01", "batch_03", "--report", "True", *DDP,
+                     cwd=work)
     assert result.returncode == 0, result.stderr[-4000:]
     for name in ("batch_01", "batch_03"):
         mine, reference = work / "ddp" / f"inference_results_{name}", work / "out" / f"inference_results_{name}"
@@ -152,6 +153,10 @@ def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint):
         assert "images per rank: " in (mine / "results_summary.txt").read_text()
     assert len(read_results_file(work / "ddp" / "all_batches.csv")) == 15
     assert result.stdout.count("[1/2]") == 1  # one rank prints
+    index = (work / "ddp" / "index.html").read_text()  # one page linking each folder's report
+    for name in ("batch_01", "batch_03"):
+        assert f'href="inference_results_{name}/report.html"' in index
+        assert (work / "ddp" / f"inference_results_{name}" / "report.png").is_file()
 
 
 def test_an_override_that_changes_more_than_data_is_refused_before_any_folder_runs(job, checkpoint):

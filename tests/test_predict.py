@@ -206,7 +206,18 @@ def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, 
     assert "2 ok, 1 failed, 3 total" in summary
 
 
-def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run, reference_maps):
+@pytest.fixture(scope="module")
+def model_original_run(checkpoint, yaml_run):
+    """The old flags with every look-at-it option on: model normalisation, original size, overlays, report."""
+    workdir, folder, _, _ = yaml_run
+    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
+                      "--save_overlay", "True", "--report", "True"], cwd=workdir.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir.parent / "model_original"
+
+
+def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run, reference_maps, model_original_run):
     """`--normalization model --map_size original --save_overlay True`: anomalib's own pixel normalisation
     of the raw map, resized bilinearly to the image's (H, W); the PNG and the overlay (the map's colours
     blended half and half over the image) have that size too; the raw numbers are unchanged."""
@@ -216,13 +227,8 @@ def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run
 
     from anomalib_folder_ext.artifacts import colormap_lut
 
-    workdir, folder, default_dir, _ = yaml_run
-    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
-                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
-                      "--save_overlay", "True"],
-                     cwd=workdir.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    output_dir = workdir.parent / "model_original"
+    _, folder, default_dir, _ = yaml_run
+    output_dir = model_original_run
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     pixel = [state[f"post_processor.{key}"] for key in ("pixel_min", "pixel_max", "_pixel_threshold")]
     maps, _ = reference_maps
@@ -246,3 +252,31 @@ def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run
     summary = (output_dir / "results_summary.txt").read_text()
     assert "normalization     : model (anomalib's pixel normalisation" in summary
     assert "map size          : each image's own size" in summary
+
+
+def test_the_report_renders_offline_in_headless_chromium(model_original_run, tmp_path):
+    """report.html from file:// in a real browser: every image loads (no network); report.png is a picture."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    assert (model_original_run / "report.png").is_file() and (model_original_run / "report.html").is_file()
+    sheet = Image.open(model_original_run / "report.png")
+    assert sheet.width > 600 and len(set(sheet.convert("L").getdata())) > 50  # thumbnails, not a blank page
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian package chromium; .ci/run installs it)")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    url = (model_original_run / "report.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
+    loaded = re.search(r'data-images-loaded="(\d+)" data-images="(\d+)"', dom)
+    assert loaded, dom[-2000:]
+    rows = read_rows(model_original_run)
+    assert int(loaded.group(1)) == int(loaded.group(2)) == 2 * min(12, len(rows))  # input + overlay per top image
+    shot = tmp_path / "report_screenshot.png"
+    subprocess.run([*flags, "--window-size=1100,1300", f"--screenshot={shot}", url], capture_output=True, timeout=120,
+                   check=False)
+    assert shot.is_file() and len(set(Image.open(shot).convert("L").getdata())) > 50
