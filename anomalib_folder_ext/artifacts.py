@@ -32,6 +32,28 @@ def default_output_dir(folder: str | os.PathLike) -> Path:
     return Path(f"inference_results_{Path(folder).resolve().name}")
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def display_name(name: str) -> str:
+    """A file name as one line of valid UTF-8 text: bytes that are not UTF-8 (names from Windows
+    shares) as ``\\xNN``, control characters (a newline) escaped, as ``ls -b`` shows them.
+
+    Used for every name that lands in a text file (CSV, summary, report) and for output names,
+    so the ``npy``/``png`` columns name the files exactly.
+
+    Example:
+        >>> display_name(os.fsdecode(b"caf\\xe9.png")), display_name("two\\nlines.png"), display_name("ok.png")
+        ('caf\\\\xe9.png', 'two\\\\nlines.png', 'ok.png')
+    """
+    text = os.fsencode(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
+    return text.translate(_CONTROL) if any(ord(char) < 32 or ord(char) == 127 for char in text) else text
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
 def output_stems(relative_paths: Sequence[PurePosixPath | str | os.PathLike]) -> list[PurePosixPath]:
     """One output stem per input, mirroring sub-folders, never two the same.
 
@@ -44,7 +66,7 @@ def output_stems(relative_paths: Sequence[PurePosixPath | str | os.PathLike]) ->
         >>> [str(s) for s in output_stems(["a.png", "a.jpg", "sub/b.bmp", "c.tif"])]
         ['a_png', 'a_jpg', 'sub/b', 'c']
     """
-    paths = [PurePosixPath(Path(p).as_posix()) for p in relative_paths]
+    paths = [PurePosixPath(display_name(Path(p).as_posix())) for p in relative_paths]
     by_stem: dict[str, list[int]] = defaultdict(list)
     for index, path in enumerate(paths):
         by_stem[str(path.with_suffix("")).casefold()].append(index)

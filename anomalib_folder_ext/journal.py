@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
+from anomalib_folder_ext.artifacts import display_name
 from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.summary import ImageResult, read_results
 
@@ -43,7 +44,7 @@ def journal_dir(output_dir: str | Path) -> Path:
 
 def names_digest(names: Sequence[str]) -> str:
     """A short fingerprint of a folder's image list: a finished run counts only for the same images."""
-    return hashlib.sha1("\n".join(names).encode()).hexdigest()[:16]
+    return hashlib.sha1("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _row_json(row: ImageResult) -> str:
@@ -184,7 +185,7 @@ def finished_run(output_dir: str | Path, settings: Mapping[str, object], names: 
         rows = read_results(out)
     except (OSError, ValueError):
         return None
-    if [row["image"] for row in rows] != list(names):
+    if [row["image"] for row in rows] != [display_name(name) for name in names]:
         return None
     if not all((out / row[key]).is_file() for row in rows for key in ("npy", "png") if row.get(key)):
         return None

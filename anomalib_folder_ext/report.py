@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from anomalib_folder_ext import artifacts
+from anomalib_folder_ext.artifacts import display_name
 from anomalib_folder_ext.summary import ImageResult, most_anomalous, score_statistics
 
 REPORT_HTML = "report.html"
@@ -121,16 +122,16 @@ def html_text(
         links = " ".join(f'<a href="{escape(name)}">{label}</a>' for label, name in
                          (("NPY", row.npy), ("PNG", row.png), ("overlay", row.overlay)) if name)
         pictures = "".join(
-            f'<img src="{_data_uri(picture)}" alt="{escape(alt)} of {escape(row.image)}">'
+            f'<img src="{_data_uri(picture)}" alt="{escape(alt)} of {escape(display_name(row.image))}">'
             for alt, picture in (("input", item.image), ("map over the input", item.overlay)) if picture is not None
         )
         label = "" if row.pred_label is None else (" · above threshold" if row.pred_label else " · below threshold")
         cards.append(
-            f'<div class="card"><div class="pics">{pictures}</div><p><b>{rank}. {escape(row.image)}</b><br>'
+            f'<div class="card"><div class="pics">{pictures}</div><p><b>{rank}. {escape(display_name(row.image))}</b><br>'
             f"score {row.score:.6g} · pred_score {row.pred_score:.3f}{label}<br>{links}</p></div>"
         )
     failed = [row for row in rows if row.status != "ok"]
-    failed_html = "".join(f"<li>{escape(row.image)}: {escape(row.error)}</li>" for row in failed)
+    failed_html = "".join(f"<li>{escape(display_name(row.image))}: {escape(display_name(row.error))}</li>" for row in failed)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
 <style>
@@ -180,7 +181,7 @@ def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[Repor
         for offset, picture in ((0, item.image), (THUMBNAIL + 4, item.overlay)):
             if picture is not None:
                 sheet.paste(Image.fromarray(picture), (x + offset, y))
-        draw.text((x, y + THUMBNAIL + 4), f"{index + 1}. {item.row.image}"[:48], fill="black")
+        draw.text((x, y + THUMBNAIL + 4), f"{index + 1}. {display_name(item.row.image)}"[:48], fill="black")
         draw.text((x, y + THUMBNAIL + 18), f"score {item.row.score:.5g}", fill="black")
     counts, edges = score_histogram(rows)
     base = height - 40

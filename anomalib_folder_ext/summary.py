@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalib_folder_ext.artifacts import display_name
+
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "results_summary.txt"
 
@@ -71,7 +73,7 @@ def _cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
+    return display_name(str(value))
 
 
 def csv_text(rows: Iterable[ImageResult]) -> str:
@@ -140,23 +142,23 @@ def summary_text(
     top = most_anomalous(rows, top_count)
     if top:
         lines += ["", f"Most anomalous images (top {len(top)} by score)"]
-        lines += [f"  {rank:>3}. {row.score:<12.6g} {row.image}" for rank, row in enumerate(top, 1)]
+        lines += [f"  {rank:>3}. {row.score:<12.6g} {display_name(row.image)}" for rank, row in enumerate(top, 1)]
 
     failed = [row for row in rows if row.status != "ok"]
     if failed:
         lines += ["", f"Failed images ({len(failed)})"]
-        lines += [f"  {row.image}: {row.error}" for row in failed]
+        lines += [f"  {display_name(row.image)}: {display_name(row.error)}" for row in failed]
 
     lines += ["", "Per-image results (input order)"]
     header = f"  {'score':>12} {'raw_min':>12} {'raw_mean':>12} {'norm_mean':>10} {'pred_score':>10} {'label':>5}  image"
     lines.append(header)
     for row in rows:
         if row.status != "ok":
-            lines.append(f"  {'failed':>12} {'':>12} {'':>12} {'':>10} {'':>10} {'':>5}  {row.image}")
+            lines.append(f"  {'failed':>12} {'':>12} {'':>12} {'':>10} {'':>10} {'':>5}  {display_name(row.image)}")
             continue
         lines.append(
             f"  {row.score:>12.6g} {row.raw_min:>12.6g} {row.raw_mean:>12.6g} {row.norm_mean:>10.4f} "
-            f"{_cell(row.pred_score):>10} {_cell(row.pred_label):>5}  {row.image}"
+            f"{_cell(row.pred_score):>10} {_cell(row.pred_label):>5}  {display_name(row.image)}"
         )
     return "\n".join(lines) + "\n"
 
@@ -224,9 +226,10 @@ def combined_summary_text(
     top = most_anomalous(every, top_count)
     if top:
         lines += ["", f"Most anomalous images of all batch folders (top {len(top)} by score)"]
-        lines += [f"  {rank:>3}. {row.score:<12.6g} {owner[id(row)]}/{row.image}" for rank, row in enumerate(top, 1)]
+        lines += [f"  {rank:>3}. {row.score:<12.6g} {owner[id(row)]}/{display_name(row.image)}"
+                  for rank, row in enumerate(top, 1)]
     failed = [(report.name, row) for report in reports for row in report.rows if row.status != "ok"]
     if failed:
         lines += ["", f"Failed images ({len(failed)})"]
-        lines += [f"  {name}/{row.image}: {row.error}" for name, row in failed]
+        lines += [f"  {name}/{display_name(row.image)}: {display_name(row.error)}" for name, row in failed]
     return "\n".join(lines) + "\n"

@@ -108,3 +108,31 @@ def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_finished_maps(ch
     assert_one_line_error(result, str(output_dir / "sub" / "x_anomaly.npy"), "cannot write")
     assert sorted(p.name for p in output_dir.glob("*.npy")) == [f"{letter}_anomaly.npy" for letter in "abcde"]
     assert not (output_dir / "results.csv").exists() and not list(output_dir.glob(".*.tmp"))
+
+
+def test_names_that_are_not_utf8_or_hold_a_newline_get_their_rows_and_summaries(checkpoint, tmp_path):
+    """A name from a Windows share (bytes that are not UTF-8) and one with a newline: every map and
+    both summaries are written; the text files stay valid UTF-8, one line per image, and the npy/png
+    columns name the files exactly."""
+    import csv
+    import os
+
+    import numpy as np
+
+    folder = tmp_path / "odd"
+    write_images(folder, {"plain.png": ((64, 64), "PNG")})
+    source = (folder / "plain.png").read_bytes()
+    (Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))).write_bytes(source)
+    (folder / "two\nlines.png").write_bytes(source)
+    result = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+                      "--data.init_args.folder_path", str(folder), "--data.init_args.output_dir", "out"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    text = (out / "results.csv").read_bytes().decode("utf-8")  # valid UTF-8
+    rows = list(csv.DictReader(text.splitlines()))
+    assert sorted(row["image"] for row in rows) == ["caf\\xe9.png", "plain.png", "two\\nlines.png"]
+    for row in rows:
+        assert row["status"] == "ok" and np.load(out / row["npy"]).shape == (256, 256) and (out / row["png"]).is_file()
+    summary = (out / "results_summary.txt").read_bytes().decode("utf-8")
+    assert sum("caf\\xe9.png" in line for line in summary.splitlines()) >= 2  # top list and table, each one line
+    assert "two\\nlines.png" in summary and "\ntwo" not in summary.replace("\\n", "")
