@@ -46,12 +46,9 @@ def display_name(name: str) -> str:
         >>> display_name(os.fsdecode(b"caf\\xe9.png")), display_name("two\\nlines.png"), display_name("ok.png")
         ('caf\\\\xe9.png', 'two\\\\nlines.png', 'ok.png')
     """
-    text = os.fsencode(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
-    return text.translate(_CONTROL) if any(ord(char) < 32 or ord(char) == 127 for char in text) else text
-
-
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= char <= "\udcff" for char in text)
+    if name.isprintable():  # the usual name: nothing to escape (undecodable bytes and controls are not printable)
+        return name
+    return os.fsencode(name).decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def output_stems(relative_paths: Sequence[PurePosixPath | str | os.PathLike]) -> list[PurePosixPath]:

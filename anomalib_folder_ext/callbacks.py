@@ -21,7 +21,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from anomalib_folder_ext import artifacts, journal, maps, summary
-from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
 from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
@@ -351,8 +351,6 @@ class AnomalyMapWriter(Callback):
         if self.save_overlay:
             row.overlay = f"{stem}_overlay.{self.overlay_format}"
             levels = maps.image_map(host, "levels", index).numpy()
-            from anomalib_folder_ext.data import decode_rgb
-
             overlay = artifacts.blend_overlay(decode_rgb(self._folder / name), levels, self._lut, self.overlay_alpha)
             artifacts.atomic_write(self.resolved_output_dir / row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
         return row

@@ -235,7 +235,7 @@ def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
 
 def batch_folders(root: Path, options: argparse.Namespace) -> list[Path]:
     """The image folders directly under ``root``, in natural order (output dirs and hidden ones left out)."""
-    from anomalib_folder_ext.discover import discover_images, natural_key
+    from anomalib_folder_ext.discover import has_images, natural_key
     from anomalib_folder_ext.errors import FolderInputError
 
     if not root.is_dir():
@@ -243,7 +243,7 @@ def batch_folders(root: Path, options: argparse.Namespace) -> list[Path]:
     folders = sorted(
         (path for path in root.iterdir()
          if path.is_dir() and not path.name.startswith((".", "inference_results_"))
-         and discover_images(path, options.extensions, options.recursive)),
+         and has_images(path, options.extensions, options.recursive)),  # listed in full once, by its datamodule
         key=natural_key,
     )
     if options.only:

@@ -7,7 +7,7 @@ process must see the same list so that Lightning's sampler shards it consistentl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePath
 
 from anomalib_folder_ext.errors import FolderInputError
@@ -56,17 +56,22 @@ def discover_images(
         >>> [str(p) for p in discover_images(root)]
         ['img2.JPG', 'img10.png']
     """
-    root = Path(folder)
+    return sorted(_iter_images(Path(folder), extensions, recursive), key=natural_key)
+
+
+def has_images(folder: str | Path, extensions: Sequence[str] = DEFAULT_EXTENSIONS, recursive: bool = False) -> bool:
+    """Whether :func:`discover_images` would find anything; stops at the first image."""
+    return next(_iter_images(Path(folder), extensions, recursive), None) is not None
+
+
+def _iter_images(root: Path, extensions: Sequence[str], recursive: bool) -> Iterator[Path]:
     wanted = {f".{ext}" for ext in normalize_extensions(extensions)}
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    found = []
-    for path in candidates:
+    for path in root.rglob("*") if recursive else root.iterdir():
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts):
             continue
         if path.suffix.lower() in wanted and path.is_file():
-            found.append(relative)
-    return sorted(found, key=natural_key)
+            yield relative
 
 
 def list_folder_images(

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from anomalib_folder_ext import artifacts
 from anomalib_folder_ext.artifacts import display_name
+from anomalib_folder_ext.maps import quantize
 from anomalib_folder_ext.summary import ImageResult, most_anomalous, score_statistics
 
 REPORT_HTML = "report.html"
@@ -74,7 +76,7 @@ def report_items(
             if row.png:
                 levels = np.asarray(Image.open(output_dir / row.png))
             elif row.npy:
-                levels = np.clip(np.load(output_dir / row.npy) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                levels = quantize(torch.from_numpy(np.load(output_dir / row.npy))).numpy()
             if levels is not None:
                 overlay = artifacts.blend_overlay(image, levels, lut, alpha) if image is not None else lut[levels]
         items.append(ReportItem(

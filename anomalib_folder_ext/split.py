@@ -205,13 +205,11 @@ def split_folder(
 
 
 def _source_images(source: Path, extensions: Sequence[str], recursive: bool, root: Path, allow_empty: bool) -> list[Path]:
-    if allow_empty and source.is_dir() and not any(source.iterdir()):
-        return []  # everything moved out by an earlier --mode move
     try:
         return list_folder_images(source, extensions, recursive, exclude=root)
     except InputError:
         if allow_empty and source.is_dir():
-            return []
+            return []  # everything moved out by an earlier --mode move
         raise
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_benchmark import print_table  # noqa: E402
 from throughput import BIN, REPO, make_folder, summary_seconds  # noqa: E402
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+): .*")
@@ -46,13 +47,6 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]
         print(result.stdout[-2000:], result.stderr[-4000:], sep="\n")
         raise SystemExit(f"failed: {' '.join(command)}")
     return seconds, result.stdout
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}")
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  " + "  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
 
 
 def main() -> None:
@@ -96,8 +90,8 @@ def main() -> None:
         separate[name] = seconds - (summary_seconds(work / "separate" / name, "predict loop") or 0.0)
     rows = [[name, f"{one[name]:.2f}", f"{separate[name]:.2f}"] for name in one]
     rows.append(["total wall time", f"{one_s:.1f}", f"{separate_total:.1f}"])
-    print_table(f"Per-folder overhead, s ({options.folders} folders x {options.images} images, EfficientAd-S, CPU)",
-                ["folder", "one batches process", "one process per folder"], rows)
+    print(f"\nPer-folder overhead, s ({options.folders} folders x {options.images} images, EfficientAd-S, CPU)")
+    print_table(["folder", "one batches process", "one process per folder"], rows)
     extra = [one[name] for name in list(one)[1:]]
     if extra:
         print(f"  extra folder in one process: {sum(extra) / len(extra):.2f} s on average "
@@ -112,8 +106,8 @@ def main() -> None:
     again_s, output = run([folder_cli, "batches", str(work / "big_root"), "--model_path", str(checkpoint),
                            "--output_root", str(work / "big_out"), *ceiling], work, env)
     skipped = re.search(r"skipped in ([\d.]+) s", output)
-    print_table(f"A finished {options.big}-image folder, run again (resume on)",
-                ["", "s"],
+    print(f"\nA finished {options.big}-image folder, run again (resume on)")
+    print_table(["", "s"],
                 [["first run (I/O-ceiling model)", f"{first_s:.1f}"],
                  ["second run: the folder's skip (list, check record and files)", skipped.group(1) if skipped else "?"],
                  ["second run: whole process (imports, configs, skip, combined files)", f"{again_s:.1f}"]])
