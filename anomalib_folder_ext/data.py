@@ -33,6 +33,7 @@ from torchvision.transforms.v2.functional import to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
+from anomalib_folder_ext.console import quiet_dependencies
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
 from anomalib_folder_ext.errors import FolderInputError
 
@@ -57,6 +58,7 @@ class FolderImageItem(ImageItem):
     relative_path: str = ""
     original_size: tuple[int, int] = (0, 0)  # (H, W) of the file
     error: str = ""  # why the file could not be read; "" when it was
+    note: str = ""  # what was changed on the way in (16-bit scaled, alpha dropped, ...); "" when nothing
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:
@@ -74,6 +76,7 @@ class FolderImageBatch(ImageBatch):
     relative_path: list[str] | None = None
     original_size: list[tuple[int, int]] | None = None
     error: list[str] | None = None
+    note: list[str] | None = None
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:
@@ -90,10 +93,56 @@ def _to_float(image: torch.Tensor) -> torch.Tensor:
     return to_dtype_image(image.as_subclass(torch.Tensor), torch.float32, scale=True)
 
 
-def decode_rgb(path: Path) -> np.ndarray:
+# Our own ``max_pixels`` replaces Pillow's decompression-bomb check, which only warns below twice
+# its limit (a 13000 x 13000 PNG took 3.8 GB) and would print that warning from every worker.
+PILImage.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = 100_000_000  # 10,000 x 10,000: above any camera frame, about 300 MB decoded
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def decode_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The file as an (H, W, 3) ``uint8`` array: the pixels anomalib's ``read_image`` starts from."""
+    return decode_image(path, max_pixels)[0]
+
+
+def decode_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+    """The file as (H, W, 3) ``uint8`` RGB, and notes on what was changed on the way in.
+
+    The pixels are those anomalib's ``read_image`` (``convert("RGB")``) gives, except 16-bit grey,
+    which Pillow would clip to white: it is scaled to 8 bits (``/ 257``) instead. Raises
+    ``ValueError`` for an image of more than ``max_pixels`` before decoding it.
+    """
+    notes: list[str] = []
     with PILImage.open(path) as picture:
-        return np.array(picture.convert("RGB"))  # a writable copy: torch.from_numpy needs one
+        width, height = picture.size
+        if max_pixels is not None and width * height > max_pixels:
+            msg = f"{width} x {height} = {width * height:,} pixels, more than max_pixels {max_pixels:,}"
+            raise ValueError(msg)
+        frames = getattr(picture, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"first of {frames} pages")
+        orientation = picture.getexif().get(0x0112)
+        if orientation not in {None, 1}:
+            notes.append(f"EXIF orientation {orientation} not applied (pixels as stored)")
+        if "A" in picture.mode or "transparency" in picture.info:
+            notes.append("alpha dropped")
+        if picture.mode in _SIXTEEN_BIT_MODES:
+            notes.append("16-bit scaled to 8")
+            grey = np.asarray(picture, dtype=np.float32)
+            level = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
+            return np.repeat(level[..., None], 3, axis=2), notes
+        if any(";16" in str(tile.args) for tile in picture.tile[:1]):
+            notes.append("16-bit scaled to 8")  # 16-bit RGB: Pillow keeps the high byte
+        return np.array(picture.convert("RGB")), notes  # a writable copy: torch.from_numpy needs one
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    """Why a file could not be read, in one line (the path is the row's own)."""
+    if isinstance(exc, FileNotFoundError) and path.is_symlink():
+        return f"dangling symlink: its target {os.readlink(path)} does not exist"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}".replace(str(path), path.name).replace("\n", " ")  # the row names the file
 
 
 class FolderImageDataset(Dataset):
@@ -109,11 +158,18 @@ class FolderImageDataset(Dataset):
         (torch.uint8, (300, 200), 'a.png')
     """
 
-    def __init__(self, root: str | Path, relative_paths: Sequence[Path], image_size: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        relative_paths: Sequence[Path],
+        image_size: tuple[int, int],
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self.relative_paths = [Path(path) for path in relative_paths]
         self.image_size = tuple(image_size)
+        self.max_pixels = max_pixels
         self.resize = Resize(self.image_size, antialias=True)
 
     def __len__(self) -> int:
@@ -122,12 +178,14 @@ class FolderImageDataset(Dataset):
     def __getitem__(self, index: int) -> FolderImageItem:
         relative = self.relative_paths[index]
         path = self.root / relative
-        error = ""
+        error, notes = "", []
         try:
-            pixels = decode_rgb(path)
+            pixels, notes = decode_image(path, self.max_pixels)
             original_size = (int(pixels.shape[0]), int(pixels.shape[1]))
+            if original_size[0] < self.image_size[0] or original_size[1] < self.image_size[1]:
+                notes.append(f"upscaled from {original_size[1]} x {original_size[0]}")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not raised
-            error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+            error = _reason(path, exc)
             pixels = np.zeros((*self.image_size, 3), dtype=np.uint8)
             original_size = (0, 0)
         return FolderImageItem(
@@ -136,6 +194,7 @@ class FolderImageDataset(Dataset):
             relative_path=relative.as_posix(),
             original_size=original_size,
             error=error,
+            note="; ".join(notes),
         )
 
     def collate(self, items: list[FolderImageItem]) -> FolderImageBatch:
@@ -155,6 +214,7 @@ class FolderImageDataset(Dataset):
             relative_path=[item.relative_path for item in items],
             original_size=[item.original_size for item in items],
             error=[item.error for item in items],
+            note=[item.note for item in items],
         )
 
     @property
@@ -196,6 +256,8 @@ class FolderDataModule(AnomalibDataModule):
             ``min(8, CPU count - 1)``, leaving a core for the predict loop and the writer.
         recursive: Also take images in sub-folders (mirrored in the output dir).
         extensions: File extensions to take, any letter case.
+        max_pixels: An image of more pixels is listed as failed, with its size, instead of being
+            decoded (a 13000 x 13000 scan takes gigabytes). ``None``: no limit.
 
     Example:
         >>> datamodule = FolderDataModule(folder_path="path/to/batch_01", batch_size=16)  # doctest: +SKIP
@@ -212,7 +274,13 @@ class FolderDataModule(AnomalibDataModule):
         num_workers: int | None = None,
         recursive: bool = False,
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
+        quiet_dependencies()
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("max_pixels", max_pixels, 1)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                msg = f"{name} {value!r}: must be a whole number of at least {low}"
+                raise FolderInputError(msg)
         if num_workers is None:
             num_workers = min(8, max((os.cpu_count() or 1) - 1, 0))
         super().__init__(train_batch_size=batch_size, eval_batch_size=batch_size, num_workers=num_workers)
@@ -225,6 +293,7 @@ class FolderDataModule(AnomalibDataModule):
         self.batch_size = batch_size
         self.recursive = recursive
         self.extensions = normalize_extensions(extensions)
+        self.max_pixels = max_pixels
         self.category = self.folder_path.resolve().name
         self.relative_paths: list[Path] = []
         # Images an earlier, interrupted run already finished (set by a resuming writer): they stay
@@ -291,7 +360,9 @@ class FolderDataModule(AnomalibDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
-        self.predict_data = FolderImageDataset(self.folder_path, self.pending_paths, self.resolve_image_size())
+        self.predict_data = FolderImageDataset(
+            self.folder_path, self.pending_paths, self.resolve_image_size(), self.max_pixels
+        )
         trainer = getattr(self, "trainer", None)
         sampler = None
         if trainer is not None and trainer.world_size > 1:

@@ -17,6 +17,7 @@ from anomalib_folder_ext.artifacts import display_name
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "results_summary.txt"
+NOTES_SHOWN = 20  # the summary lists this many notes; results.csv has every one
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ImageResult:
     image: str
     status: str = "ok"
     error: str = ""
+    note: str = ""  # what was changed on the way in: "16-bit scaled to 8", "alpha dropped", ...
     npy: str = ""
     png: str = ""
     overlay: str = ""
@@ -148,6 +150,13 @@ def summary_text(
     if failed:
         lines += ["", f"Failed images ({len(failed)})"]
         lines += [f"  {display_name(row.image)}: {display_name(row.error)}" for row in failed]
+
+    noted = [row for row in rows if row.note]
+    if noted:
+        lines += ["", f"Changed on the way in ({len(noted)}; the note column of {CSV_NAME})"]
+        lines += [f"  {display_name(row.image)}: {row.note}" for row in noted[:NOTES_SHOWN]]
+        if len(noted) > NOTES_SHOWN:
+            lines.append(f"  ... and {len(noted) - NOTES_SHOWN} more")
 
     lines += ["", "Per-image results (input order)"]
     header = f"  {'score':>12} {'raw_min':>12} {'raw_mean':>12} {'norm_mean':>10} {'pred_score':>10} {'label':>5}  image"
