@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The demo: build the offline assets once (cached in .demo/), predict with the shipped config, score it.
+# overwrite: a second `make run` replaces the demo's own results instead of refusing the reused output dir.
 # XDG_CACHE_HOME keeps every cache the demo touches (anomalib's, matplotlib's) inside .demo/.
 run: $(STAMP)
 	$(BIN)/anomalib-folder demo build --dir .demo
-	XDG_CACHE_HOME=$(CURDIR)/.demo/cache $(BIN)/anomalib predict --config configs/folder.yaml
+	XDG_CACHE_HOME=$(CURDIR)/.demo/cache $(BIN)/anomalib predict --config configs/folder.yaml --trainer.callbacks.init_args.overwrite true
 	$(BIN)/anomalib-folder demo score --dir .demo --output_dir inference_results_demo
 
 test: $(STAMP)

@@ -198,8 +198,23 @@ def remove_temporaries(directory: Path) -> int:
     return removed
 
 
-def ensure_writable(directory: Path) -> None:
-    """Fail before the run starts, naming the directory, when results could not be saved."""
+def ensure_writable(directory: Path, create: bool = True) -> None:
+    """Fail before the run starts, naming the directory, when results could not be saved.
+
+    ``create=False`` only checks (the nearest existing folder must let it be created), so a check
+    made before the model loads leaves nothing behind if the run then fails.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        msg = f"output_dir {directory}: is a file, not a folder"
+        raise OutputDirError(msg)
+    if not create:
+        existing = next(parent for parent in (directory.absolute(), *directory.absolute().parents) if parent.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            where = "" if existing == directory.absolute() else f" (cannot be created in {existing})"
+            msg = f"output_dir {directory}: not writable{where}"
+            raise OutputDirError(msg)
+        return
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,8 +90,7 @@ def run_batches(base_args: Sequence[str], jobs: list[FolderJob], output_root: st
     run.prepare()
     for number, job in enumerate(jobs, 1):
         run.run_folder(number, job)
-    run.finish()
-    return 0
+    return run.finish()
 
 
 class BatchRun:
@@ -112,6 +112,8 @@ class BatchRun:
             raise InputError(msg)
         self.writer = writers[0]
         self.writer.resume = resume
+        self.writer.overwrite = self.writer.overwrite or not resume  # --resume False: redo every folder
+        self.writer.announce = False  # one line per folder here instead, and one exit status for the run
         self.save_config = next((callback for callback in callbacks if isinstance(callback, SaveConfigCallback)), None)
         predict = self.cli.config.predict
         self.ckpt_path = predict.get("ckpt_path")
@@ -207,10 +209,10 @@ class BatchRun:
         for name in _RANK_ZERO_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
 
-    def finish(self) -> None:
-        """Rank 0: ``all_batches.csv``, ``all_batches_summary.txt`` and the run's last line."""
+    def finish(self) -> int:
+        """Rank 0: ``all_batches.csv``, ``all_batches_summary.txt`` and the run's last line; the exit status."""
         if not _rank_zero():
-            return
+            return 0
         every = [row for report in self.reports for row in report.rows]
         ok = sum(row.status == "ok" for row in every)
         trainer = self.cli.config.predict.trainer
@@ -236,6 +238,16 @@ class BatchRun:
             f"{self.output_root.resolve()}: {summary.ALL_CSV_NAME} (one row per image), {summary.ALL_SUMMARY_NAME}{extra}, "
             "and one output dir per folder (maps, results.csv, results_summary.txt)"
         )
+        from anomalib_folder_ext.callbacks import EXIT_NONE_SUCCEEDED
+
+        if every and ok == 0:
+            print(f"error: none of the {len(every)} images could be predicted; the error column of "
+                  f"{self.output_root / summary.ALL_CSV_NAME} says why", file=sys.stderr, flush=True)
+            return EXIT_NONE_SUCCEEDED
+        if ok < len(every):
+            print(f"warning: {len(every) - ok} of {len(every)} images failed; the status and error columns of "
+                  f"{self.output_root / summary.ALL_CSV_NAME} say why", file=sys.stderr, flush=True)
+        return 0
 
 
 def _batch_line(

@@ -18,11 +18,14 @@ import torch
 from anomalib.data import InferenceBatch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_info
 
-from anomalib_folder_ext import artifacts, journal, maps, summary
+from anomalib_folder_ext import artifacts, journal, maps, outputdir, summary
+from anomalib_folder_ext.console import count, quiet_dependencies, say
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
 from anomalib_folder_ext.errors import InputError
+
+EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
 
@@ -114,7 +117,14 @@ class AnomalyMapWriter(Callback):
         report_top_k: How many of the most anomalous images the report shows.
         resume: Continue an interrupted run in the same output dir: images whose files an earlier
             run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
-            again, and ``results.csv`` comes out as an uninterrupted run's. Off: start from nothing.
+            again, and ``results.csv`` comes out as an uninterrupted run's.
+        overwrite: An output dir that holds another run's results is refused unless this is set
+            (that run's maps, summaries and journal are deleted first) or ``resume`` is.
+
+    The output dir is guarded (:mod:`~anomalib_folder_ext.outputdir`): a second run into it while
+    one writes there is refused, and so is an output dir that would replace an input image.
+    At the end, rank 0 prints one line saying where the results are and what they hold; the
+    process exits with status 3 when no image could be predicted, and 130 on Ctrl-C.
 
     Example (config)::
 
@@ -145,8 +155,13 @@ class AnomalyMapWriter(Callback):
         report: bool = False,
         report_top_k: int = 12,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
+        quiet_dependencies()
+        self.overwrite = overwrite
+        # A multi-folder run (batches.py) prints its own line per folder and sets its own exit status.
+        self.announce = True
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.save_as_npy = save_as_npy
         self.save_as_image = save_as_image
@@ -190,34 +205,73 @@ class AnomalyMapWriter(Callback):
         self._earlier_settings = journal.JournalState()
         self._settings: dict | None = None
         self._journal: journal.Journal | None = None
+        self._lock: outputdir.OutputDirLock | None = None
+        self._created_output_dir = False
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Every check that can fail, before the checkpoint's weights load (Lightning loads them after setup)."""
         if stage != "predict":
             return
         self._reset()
+        checkpoint = _requested_checkpoint(trainer)
+        if checkpoint:  # under `anomalib predict`, nothing has read it yet: say what is wrong in one line
+            from anomalib_folder_ext.checkpoint import read_checkpoint
+
+            read_checkpoint(checkpoint)
         self.resolved_output_dir = out = self._resolve_output_dir(trainer)
+        datamodule = trainer.datamodule
+        names = [path.as_posix() for path in datamodule.relative_paths] if isinstance(datamodule, FolderDataModule) else []
+        self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
+        if isinstance(datamodule, FolderDataModule):
+            problem = outputdir.replaced_input(out, datamodule.folder_path, names, self._output_names())
+            if problem:
+                raise artifacts.OutputDirError(problem)
+        self._created_output_dir = not out.exists()
         artifacts.ensure_writable(out)
-        # Between Lightning's setup barriers: no rank writes here while another reads.
+        self._lock = outputdir.OutputDirLock(out, outputdir.run_token(trainer.world_size))
+        try:
+            # Between Lightning's setup barriers: only rank 0 writes here, every rank decides the same.
+            if trainer.is_global_zero:
+                self._lock.acquire()
+            else:
+                self._lock.check()
+            self._prepare_output_dir(trainer, out, names)
+        except BaseException:
+            self._release(trainer, failed=True)
+            raise
+        # anomalib saves the run's full config.yaml under the trainer's root dir, by default a
+        # ./results/<model>/<data>/latest tree in the working directory. Keep it with the results
+        # instead: <output_dir>/config.yaml says exactly how these files were made.
+        trainer._default_root_dir = str(self.resolved_output_dir)  # noqa: SLF001
+
+    def _output_names(self) -> list[str]:
+        suffixes = [suffix for suffix, on in ((artifacts.NPY_SUFFIX, self.save_as_npy), (artifacts.PNG_SUFFIX, self.save_as_image),
+                                              (f"_overlay.{self.overlay_format}", self.save_overlay)) if on]
+        return [f"{stem}{suffix}" for stem in self._stems.values() for suffix in suffixes]
+
+    def _prepare_output_dir(self, trainer: Trainer, out: Path, names: list[str]) -> None:
+        """Resume what an earlier run left, replace it (``overwrite``), or refuse to mix two runs."""
         datamodule = trainer.datamodule
         if self.resume and isinstance(datamodule, FolderDataModule):
-            earlier = journal.read_journal(out)
-            names = {path.as_posix() for path in datamodule.relative_paths}
-            self._earlier = {name: row for name, row in earlier.complete(out).items() if name in names}
+            earlier, wanted = journal.read_journal(out), set(names)
+            self._earlier = {name: row for name, row in earlier.complete(out).items() if name in wanted}
             self._earlier_settings = earlier
             datamodule.skip = frozenset(self._earlier)
             if self._earlier and len(self._earlier) == len(names):
                 # Nothing to predict: Lightning's warning about an empty loader would only alarm.
                 warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
-                rank_zero_info(f"{out}: all {len(names)} images were finished by an earlier run; writing the summaries")
             if trainer.is_global_zero:
                 artifacts.remove_temporaries(out)
-        elif trainer.is_global_zero:
+            return
+        found = outputdir.earlier_run(out)
+        if found and not self.overwrite:
+            raise artifacts.OutputDirError(outputdir.earlier_run_message(out, found))
+        if trainer.is_global_zero:
+            if found:
+                folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
+                outputdir.remove_earlier_run(out, keep=[folder / name for name in names] if folder else ())
             journal.reset(out)
-        # anomalib saves the run's full config.yaml under the trainer's root dir, by default a
-        # ./results/<model>/<data>/latest tree in the working directory. Keep it with the results
-        # instead: <output_dir>/config.yaml says exactly how these files were made.
-        trainer._default_root_dir = str(self.resolved_output_dir)  # noqa: SLF001
 
     def _resolve_output_dir(self, trainer: Trainer) -> Path:
         if self.output_dir is not None:
@@ -233,9 +287,7 @@ class AnomalyMapWriter(Callback):
         if not isinstance(datamodule, FolderDataModule):
             msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
             raise TypeError(msg)
-        names = [path.as_posix() for path in datamodule.relative_paths]
         self._folder = datamodule.folder_path
-        self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
         # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
         max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
         self._pool = BatchWritePool(self.write_workers, max_batches)
@@ -323,14 +375,15 @@ class AnomalyMapWriter(Callback):
         if pred_labels is not None:
             tensors["pred_label"] = pred_labels
         copy = HostCopy(tensors)
-        items = zip(outputs.relative_path, outputs.original_size, outputs.error, strict=True)
+        notes = outputs.note or [""] * len(outputs.relative_path)
+        items = zip(outputs.relative_path, outputs.original_size, outputs.error, notes, strict=True)
         self._keep(self._pool.submit(partial(self._write_one, copy, index, *item) for index, item in enumerate(items)))
         self._keep(self._pool.collect_done())  # journal what is finished now, not a few batches later
 
     def _write_one(
-        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str
+        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str
     ) -> summary.ImageResult:
-        row = summary.ImageResult(image=name, height=int(size[0]), width=int(size[1]))
+        row = summary.ImageResult(image=name, height=int(size[0]), width=int(size[1]), note=note)
         if error:
             row.status, row.error = "failed", error
             return row
@@ -351,7 +404,7 @@ class AnomalyMapWriter(Callback):
         if self.save_overlay:
             row.overlay = f"{stem}_overlay.{self.overlay_format}"
             levels = maps.image_map(host, "levels", index).numpy()
-            overlay = artifacts.blend_overlay(decode_rgb(self._folder / name), levels, self._lut, self.overlay_alpha)
+            overlay = artifacts.blend_overlay(decode_rgb(self._folder / name, max_pixels=None), levels, self._lut, self.overlay_alpha)
             artifacts.atomic_write(self.resolved_output_dir / row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
         return row
 
@@ -372,10 +425,28 @@ class AnomalyMapWriter(Callback):
 
         No summary is written for a failed run; the error that stopped it is the one reported.
         """
+        if isinstance(exception, SystemExit):
+            return  # our own exit status (no image succeeded), raised after the summaries
         self._failed = True
         if self._pool is not None:
             self._keep(self._pool.abandon())  # journaled: a resumed run does not redo them
         self._shutdown()
+        self._release(trainer, failed=True)
+        if isinstance(exception, KeyboardInterrupt):
+            if trainer.is_global_zero:
+                done = len(self._rows) + len(self._earlier)
+                say(f"interrupted: {count(done)} images finished and recorded in {self.resolved_output_dir}; "
+                    "run the same command with --resume True (resume: true) to predict only the rest", error=True)
+            raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
+
+    def _release(self, trainer: Trainer, failed: bool) -> None:
+        """Unlock the output dir; after a failure before any map, leave no config-only dir behind."""
+        if trainer.is_global_zero:
+            if failed and not self._rows and not self._earlier and getattr(self, "resolved_output_dir", None):
+                outputdir.remove_unused(self.resolved_output_dir, self._created_output_dir)
+            if self._lock is not None:
+                self._lock.release()
+        self._lock = None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Merge every rank's rows on rank 0 and write the summaries.
@@ -386,6 +457,12 @@ class AnomalyMapWriter(Callback):
         self._shutdown()
         if stage != "predict" or self._failed:
             return
+        try:
+            self._finish(trainer)
+        finally:
+            self._release(trainer, failed=False)
+
+    def _finish(self, trainer: Trainer) -> None:
         settings = self._settings_for(trainer)  # a rank with no images never ran on_predict_start
         finished = time.perf_counter()
         loop_s = finished - (self._first_batch_at or self._started)
@@ -412,6 +489,38 @@ class AnomalyMapWriter(Callback):
                 "loop_s": round(loop_s, 3),
                 "startup_s": reports[0].startup_s,
             })
+            if self.announce:
+                progress = trainer.progress_bar_callback
+                if progress is not None:  # finish the bar first: the last line goes below it
+                    progress.teardown(trainer, trainer.lightning_module, "predict")
+                self._announce(rows, predicted, loop_s)
+
+    def _announce(self, rows: list[summary.ImageResult], predicted: int, loop_s: float) -> None:
+        """The run's last line: where the results are and what they hold; exit 3 when nothing succeeded."""
+        stats = summary.score_statistics(rows)
+        out = self.resolved_output_dir
+        shown = f"{os.path.relpath(out)}/" if not os.path.relpath(out).startswith("..") else f"{out.resolve()}/"
+        files = [summary.CSV_NAME, summary.SUMMARY_NAME] + (["report.html"] if self.report else [])
+        if stats["ok"] == 0:
+            first = rows[0] if rows else None
+            reason = f" (first: {artifacts.display_name(first.image)}: {first.error})" if first else ""
+            say(f"error: none of the {count(stats['images'])} images could be predicted{reason}; "
+                f"{shown}{summary.CSV_NAME} lists each", error=True)
+            raise SystemExit(EXIT_NONE_SUCCEEDED)
+        if stats["failed"]:
+            say(f"warning: {count(stats['failed'])} of {count(stats['images'])} images failed; "
+                f"the status and error columns of {shown}{summary.CSV_NAME} say why", error=True)
+        parts = [f"{count(stats['images'])} images" + (f" ({count(stats['failed'])} failed)" if stats["failed"] else "")]
+        if any(row.pred_label is not None for row in rows):
+            parts.append(f"{count(stats['above_threshold'])} above threshold")
+        noted = sum(bool(row.note) for row in rows)
+        if noted:
+            parts.append(f"{count(noted)} with a note")
+        if predicted < len(rows):
+            parts.append(f"{count(len(rows) - predicted)} from the earlier run")
+        if predicted and loop_s > 0:
+            parts.append(f"{predicted / loop_s:.0f} images/s" if predicted / loop_s >= 10 else f"{predicted / loop_s:.2f} images/s")
+        say(f"{shown}: {', '.join(parts)} \u2014 {', '.join(files)}")
 
     def _startup_s(self) -> float | None:
         """Seconds from the process's start to its first batch: imports, checkpoint, workers."""
@@ -443,7 +552,7 @@ class AnomalyMapWriter(Callback):
             "batch size": datamodule.batch_size,
             "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
             "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
-            "precision": trainer.precision,
+            "precision": _precision_text(trainer),
             "normalization": _NORMALIZATION_NOTES[self.normalization].format(self=self),
             "map size": "each image's own size" if self.map_size == "original" else "the model's input size",
             "outputs": ", ".join(
@@ -480,6 +589,35 @@ class RankReport:
     startup_s: float | None
     loop_s: float
     peak_memory: str
+
+
+def _cli_config(trainer: Trainer, key: str) -> object:
+    """A value of the CLI's config for this run (kept by its SaveConfigCallback); ``None`` without a CLI."""
+    from lightning.pytorch.cli import SaveConfigCallback
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, SaveConfigCallback) and hasattr(callback.config, "get"):
+            return callback.config.get(key)
+    return None
+
+
+def _requested_checkpoint(trainer: Trainer) -> str | None:
+    """The checkpoint this run will load. Lightning sets ``trainer.ckpt_path`` only as it loads the
+    weights, after ``setup``; the CLI's config names it before."""
+    value = trainer.ckpt_path or _cli_config(trainer, "ckpt_path")
+    return str(value) if value else None
+
+
+def _precision_text(trainer: Trainer) -> str:
+    """The precision that ran, and the one asked for when Lightning changed it (16-mixed on a CPU runs as bf16)."""
+    from anomalib_folder_ext.batches import precision_name
+
+    ran = str(trainer.precision)
+    asked = _cli_config(trainer, "trainer.precision")
+    if asked is None or precision_name(asked) == ran:
+        return ran
+    why = ": Lightning has no float16 autocast on a CPU and runs bf16" if (precision_name(asked), ran) == ("16-mixed", "bf16-mixed") else ""
+    return f"{ran} (asked for {precision_name(asked)}{why})"
 
 
 def _peak_memory(trainer: Trainer) -> str:

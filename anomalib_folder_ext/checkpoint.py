@@ -11,6 +11,7 @@ import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -50,7 +51,11 @@ def _load(path: Path) -> dict:
 
 
 def read_checkpoint(path: str | Path) -> EfficientAdCheckpoint:
-    """Check ``path`` is a readable EfficientAd checkpoint and return its settings."""
+    """Check ``path`` is a readable EfficientAd checkpoint and return its settings.
+
+    Read once per process and file version: the CLI checks it before anomalib loads, the writer
+    again in ``setup`` (for ``anomalib predict``), and a multi-folder run for every folder.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         msg = f"checkpoint {path}: no such file"
@@ -58,6 +63,13 @@ def read_checkpoint(path: str | Path) -> EfficientAdCheckpoint:
     if not path.is_file():
         msg = f"checkpoint {path}: not a file"
         raise CheckpointError(msg)
+    stat = path.stat()
+    return _read_checkpoint(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _read_checkpoint(path: Path, mtime_ns: int, size: int) -> EfficientAdCheckpoint:
+    del mtime_ns, size  # part of the cache key only
     if not zipfile.is_zipfile(path):
         msg = f"checkpoint {path}: not a PyTorch checkpoint file (expected a .ckpt saved by Lightning)"
         raise CheckpointError(msg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
@@ -30,13 +31,39 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(msg)
 
 
+def _count(low: int):  # noqa: ANN202
+    """An argparse type: a whole number of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            msg = f"expected a whole number of at least {low}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+def _colormap(name: str) -> str:
+    from anomalib_folder_ext.artifacts import colormap_lut
+
+    try:
+        colormap_lut(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The old script's flags that shape a run, shared by ``predict`` and ``batches``."""
     parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=_count(1), default=8)
     parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
     parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
-    parser.add_argument("--colormap", default="jet", help="matplotlib colormap for the PNGs")
+    parser.add_argument("--colormap", type=_colormap, default="jet", help="matplotlib colormap for the PNGs")
     parser.add_argument("--normalization", choices=["per_image", "model", "fixed"], default="per_image",
                         help="per_image: each map's own min-max; model: anomalib's pixel normalisation from the "
                              "checkpoint (comparable across images); fixed: --vmin/--vmax of the raw map")
@@ -54,16 +81,26 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     parser.add_argument("--devices", default="1", help="number of devices, or auto")
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
-    parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: min(8, CPUs - 1))")
+    parser.add_argument("--num_workers", type=_count(0), help="DataLoader workers (default: min(8, CPUs - 1))")
+    parser.add_argument("--max_pixels", type=_count(1), help="larger images are listed as failed instead of "
+                        "decoded (default: 100,000,000, i.e. 10,000 x 10,000)")
+    parser.add_argument("--verbose", action="store_true", help="also show anomalib's and Lightning's own messages")
     parser.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake in one line (the usage block is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"anomalib-folder: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anomalib-folder",
         description="Folder-based EfficientAd inference on top of `anomalib predict`.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     predict = commands.add_parser(
         "predict",
         help="write normalised anomaly maps (NPY, PNG) and a summary for a folder of images",
@@ -88,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--resume", type=_bool, default=None, metavar="True|False",
                          help="skip images an interrupted run in the same output dir finished "
                               "(default: False; True with --batches)")
+    predict.add_argument("--overwrite", type=_bool, default=False, metavar="True|False",
+                         help="replace the results of an earlier run in the output dir (default: refuse)")
     _add_run_options(predict)
 
     batches = commands.add_parser(
@@ -103,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     batches.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
     batches.add_argument("--only", nargs="+", metavar="NAME", help="only these batch folders, e.g. batch_03 batch_07")
     batches.add_argument("--output_root", default=".", help="where the output dirs and combined files go (default: .)")
-    batches.add_argument("--resume", type=_bool, default=True, metavar="True|False")
+    batches.add_argument("--resume", type=_bool, default=True, metavar="True|False",
+                         help="False: redo every folder, replacing its earlier results")
     _add_run_options(batches)
 
     split = commands.add_parser(
@@ -135,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="demo assets (default: $XDG_CACHE_HOME/anomalib-folder-ext/demo)")
     demo.add_argument("--output_dir", default="inference_results_demo", help="results of the demo run")
     demo.add_argument("--rebuild", action="store_true", help="build the assets again even if cached")
+    demo.add_argument("--verbose", action="store_true", help="also show anomalib's and Lightning's own messages")
     return parser
 
 
@@ -164,6 +205,8 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
         data["image_size"] = list(options.image_size)
     if options.num_workers is not None:
         data["num_workers"] = options.num_workers
+    if options.max_pixels is not None:
+        data["max_pixels"] = options.max_pixels
     devices = options.devices
     return {
         "model": {
@@ -199,6 +242,7 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                         "overlay_alpha": options.overlay_alpha,
                         "report": options.report,
                         "resume": bool(options.resume),
+                        "overwrite": bool(getattr(options, "overwrite", False)),
                     },
                 }
             ],
@@ -213,10 +257,27 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
 
     folder = resolve_folder(options)
     output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(folder)
-    list_folder_images(folder, options.extensions, options.recursive, exclude=output_dir)
+    images = list_folder_images(folder, options.extensions, options.recursive, exclude=output_dir)
     checkpoint = read_checked_checkpoint(options)
-    ensure_writable(output_dir)  # last: a failed check above leaves no empty folder behind
+    check_output_dir(output_dir, folder, images, options)
     return checkpoint
+
+
+def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
+    """The writer's output-dir checks, made before anomalib loads; creates nothing."""
+    from anomalib_folder_ext import outputdir
+    from anomalib_folder_ext.artifacts import NPY_SUFFIX, OutputDirError, ensure_writable, output_stems
+
+    names = [path.as_posix() for path in images]
+    problem = outputdir.replaced_input(output_dir, folder, names, [f"{stem}{NPY_SUFFIX}" for stem in output_stems(names)])
+    if problem:
+        raise OutputDirError(problem)
+    ensure_writable(output_dir, create=False)
+    if output_dir.is_dir():
+        outputdir.OutputDirLock(output_dir).check()
+        found = outputdir.earlier_run(output_dir)
+        if found and not (options.resume or options.overwrite):
+            raise OutputDirError(outputdir.earlier_run_message(output_dir, found))
 
 
 def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
@@ -269,7 +330,13 @@ def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:
 
 
 def _prepare_anomalib() -> None:
-    """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors."""
+    """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors.
+
+    The console is quieted first, so the warnings anomalib's own imports raise stay out too.
+    """
+    from anomalib_folder_ext.console import quiet_dependencies
+
+    quiet_dependencies()
     import anomalib.cli.cli  # noqa: F401 - installs rich's traceback hook over ours
     from anomalib.loggers import configure_logger
 
@@ -277,6 +344,7 @@ def _prepare_anomalib() -> None:
 
     install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
     configure_logger()
+    quiet_dependencies()  # configure_logger doubled the root handlers and reset levels
 
 
 def run_anomalib(args: list[str]) -> None:
@@ -309,7 +377,7 @@ def run_demo(options: argparse.Namespace) -> int:
     if options.action == "run":
         predict = build_parser().parse_args(
             ["predict", "--model_path", str(assets.checkpoint), "--folder_path", str(assets.predict_folder),
-             "--output_dir", options.output_dir]
+             "--output_dir", options.output_dir, "--overwrite", "True"]  # the demo's own results: replaced
         )
         from anomalib_folder_ext.checkpoint import read_checkpoint
 
@@ -369,13 +437,19 @@ def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[lis
             base += _inline(predict_config(options, read_checked_checkpoint(options)))
         base += passthrough
         jobs = [FolderJob(Path(path).stem, ["--config", str(path)], origin=str(path)) for path in options.batches]
-    ensure_writable(output_root)
+    ensure_writable(output_root, create=False)
     return base, jobs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
+    if getattr(options, "verbose", False):
+        import os
+
+        from anomalib_folder_ext.console import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
     if options.command in {"demo", "split"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":

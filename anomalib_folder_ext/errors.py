@@ -13,7 +13,19 @@ import sys
 
 
 class InputError(ValueError):
-    """Bad input (folder, checkpoint, output dir, settings); the message names it and the problem."""
+    """Bad input (folder, checkpoint, output dir, settings); the message names it and the problem.
+
+    Messages are remembered: jsonargparse reports an error raised while it instantiates a class
+    of the config inside its own ``ValueError`` (with the whole config dumped); the hook below
+    finds ours in it and prints just that.
+    """
+
+    raised: list[str] = []  # noqa: RUF012 - process-wide on purpose
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        InputError.raised.append(str(self))
+        del InputError.raised[:-20]
 
 
 class FolderInputError(InputError):
@@ -25,6 +37,10 @@ def one_line_message(exc: BaseException) -> str | None:
     if isinstance(exc, InputError):
         return str(exc)
     text = str(exc)
+    if isinstance(exc, ValueError):
+        wrapped = [message for message in InputError.raised if message and message in text]
+        if wrapped:
+            return wrapped[-1]
     # Lightning's own words for the two checkpoint mistakes it catches after our checks.
     if isinstance(exc, FileNotFoundError) and text.startswith("Checkpoint file not found"):
         return f"ckpt_path: {text}"

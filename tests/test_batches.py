@@ -39,7 +39,7 @@ def job(checkpoint, tmp_path_factory):
     write_images(work / "source", SOURCE, seed=3)
     split = run_cli(["anomalib-folder", "split", "source", "--size", "10", "--out", "root"], cwd=work)
     assert split.returncode == 0, split.stderr
-    result = batches(work / "root", checkpoint, "out", cwd=work)
+    result = batches(work / "root", checkpoint, "out", "--verbose", cwd=work)  # verbose: Lightning's own lines show
     assert result.returncode == 0, result.stderr[-4000:]
     return work, result
 
@@ -79,7 +79,7 @@ def test_a_second_run_predicts_nothing_and_changes_no_map(job, checkpoint):
     out = work / "out"
     maps = {path: path.stat().st_mtime_ns for path in out.rglob("*_anomaly.*")}
     before = (out / "all_batches.csv").read_bytes()
-    result = batches(work / "root", checkpoint, "out", cwd=work)
+    result = batches(work / "root", checkpoint, "out", "--verbose", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("done earlier") == 3
     assert "Restoring states" not in result.stdout + result.stderr and "Predicting" not in result.stdout + result.stderr
@@ -182,7 +182,8 @@ def test_a_single_predict_with_resume_on_a_finished_folder_predicts_nothing(job,
                       "--data.init_args.output_dir", str(out), "--resume", "True"], cwd=work, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    assert "all 5 images were finished by an earlier run" in output and "DataLoader" not in output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"{out.relative_to(work)}/: 5 images") and "5 from the earlier run" in last and "DataLoader" not in output
     assert (out / "results.csv").read_bytes() == before
     assert {path: path.stat().st_mtime_ns for path in out.glob("*_anomaly.*")} == maps
     assert "5 finished by an earlier run (resumed)" in (out / "results_summary.txt").read_text()

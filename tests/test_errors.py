@@ -19,6 +19,8 @@ def inputs(tmp_path_factory):
     (root / "empty" / "readme.txt").write_text("no images here")
     (root / "text.ckpt").write_text("this is not a checkpoint")
     (root / "a_file").write_text("")
+    (root / "random.ckpt").write_bytes(bytes(range(256)) * 40)
+    (root / "empty.ckpt").write_bytes(b"")
     return root
 
 
@@ -63,9 +65,14 @@ def assert_one_line_error(result, *fragments: str) -> None:
          ["a_file/out", "cannot be created"]),
         (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--image_size", "128", "128"],
          ["--image_size 128 128", "256 256"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--output_dir", "{root}/images"],
+         ["images is the input folder"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--colormap", "nope"], ["unknown colormap 'nope'"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--batch_size", "0"], ["--batch_size", "at least 1"]),
+        (["--model_path", "{ckpt}", "--folder_path", "{root}/images", "--num_workers", "-1"], ["--num_workers", "at least 0"]),
     ],
     ids=["missing-ckpt", "not-a-ckpt", "not-efficientad", "missing-folder", "missing-batch-folder", "no-images",
-         "unwritable-output", "image-size-mismatch"],
+         "unwritable-output", "image-size-mismatch", "output-is-input", "colormap", "batch-size", "num-workers"],
 )
 def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path):
     subst = {"root": inputs, "ckpt": checkpoint, "other": other_model_checkpoint}
@@ -80,16 +87,24 @@ def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model
         (["--data.init_args.folder_path", "{root}/missing"], ["folder_path", "missing: no such folder"]),
         (["--data.init_args.folder_path", "{root}/empty"], ["empty", "no images found"]),
         (["--data.init_args.output_dir", "{root}/a_file/out"], ["a_file/out", "cannot be created"]),
-        (["--ckpt_path", "{root}/missing.ckpt"], ["missing.ckpt", "not found"]),
+        (["--ckpt_path", "{root}/missing.ckpt"], ["missing.ckpt", "no such file"]),
         (["--model.init_args.model_size", "medium"], ["do not fit the configured EfficientAd"]),
+        (["--ckpt_path", "{root}/random.ckpt"], ["random.ckpt", "not a PyTorch checkpoint"]),
+        (["--ckpt_path", "{root}/empty.ckpt"], ["empty.ckpt", "not a PyTorch checkpoint"]),
+        (["--data.init_args.batch_size", "0"], ["batch_size 0", "at least 1"]),
+        (["--trainer.callbacks.init_args.colormap", "nope"], ["unknown colormap 'nope'"]),
+        (["--data.init_args.output_dir", "{root}/images"], ["images is the input folder"]),
     ],
-    ids=["missing-folder", "no-images", "unwritable-output", "missing-ckpt", "wrong-architecture"],
+    ids=["missing-folder", "no-images", "unwritable-output", "missing-ckpt", "wrong-architecture", "random-ckpt",
+         "empty-ckpt", "batch-size", "colormap", "output-is-input"],
 )
 def test_anomalib_predict_errors_stay_one_line(override, fragments, inputs, checkpoint, tmp_path):
+    """Under `anomalib predict` too: one line, before the weights load, and no output dir left behind."""
     args = ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
             "--data.init_args.folder_path", str(inputs / "images")]
     result = run_cli(args + [a.format(root=inputs) for a in override], cwd=tmp_path)
     assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "inference_results_images").exists(), "a failed run must leave no output dir"
 
 
 def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_finished_maps(checkpoint, tmp_path):

@@ -1,0 +1,72 @@
+"""What a run prints: a progress bar, warnings that ask for action, and one last line on rank 0.
+
+anomalib and Lightning talk a lot on start-up (every anomalib INFO line twice, once through
+``logging`` and once through rich, hardware notices, a cloud-logging tip, deprecations of their
+own dependencies). None of it asks the user to do anything, so by default it is kept out;
+``anomalib-folder --verbose`` or ``ANOMALIB_FOLDER_VERBOSE=1`` (for ``anomalib predict``) shows it
+all again. Warnings and errors of those loggers still show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+VERBOSE_ENV = "ANOMALIB_FOLDER_VERBOSE"
+
+# Loggers whose INFO lines are start-up chatter for our users (anomalib's model/engine set-up,
+# Lightning's "GPU available", "Restoring states from the checkpoint", its logger tip).
+_CHATTY_LOGGERS = ("anomalib", "lightning.pytorch", "lightning.fabric", "lightning", "lightning_fabric", "lightning_utilities")
+
+# Warnings from dependencies about their own internals: nothing a user of this tool can act on.
+_NOISE = (
+    (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
+    (FutureWarning, r"The anomalib\.models\.components\.dinov2 package is deprecated"),
+    (Warning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # A trained checkpoint remembers its ModelCheckpoint's folder; predicting never saves one.
+    (Warning, r"The dirpath has changed from"),
+    (Warning, r".*`weights_only` was not set"),
+)
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+def quiet_dependencies(force: bool = False) -> None:
+    """Keep anomalib's and Lightning's start-up chatter off the console (idempotent).
+
+    Does nothing when verbose output was asked for, unless ``force``.
+    """
+    if verbose() and not force:
+        return
+    for category, pattern in _NOISE:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+    for name in _CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    _one_root_handler()
+
+
+def _one_root_handler() -> None:
+    """anomalib's ``configure_logger`` gives the root logger a plain handler and a rich one, so every
+    record prints twice; keep the rich one."""
+    root = logging.getLogger()
+    rich = [handler for handler in root.handlers if type(handler).__name__ == "RichHandler"]
+    if rich:
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler:
+                root.removeHandler(handler)
+
+
+def say(line: str, error: bool = False) -> None:
+    """One line for the user (the caller decides it is rank 0)."""
+    print(line, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def count(number: int) -> str:
+    """``10,000``: counts of images are read at a glance."""
+    return f"{number:,}"
