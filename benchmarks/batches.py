@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,13 +55,22 @@ def main() -> None:
     parser.add_argument("--folders", type=int, default=4)
     parser.add_argument("--images", type=int, default=16, help="images per folder in part 1")
     parser.add_argument("--big", type=int, default=10000, help="images of the finished folder in part 2")
-    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--work", type=Path, default=None, help="where to work (kept); default: a temp dir, deleted")
     parser.add_argument("--quick", action="store_true")
     options = parser.parse_args()
     if options.quick:
         options.folders, options.images, options.big = 2, 2, 200
+    if options.work is not None:
+        measure(options, options.work.resolve())
+        return
+    work = Path(tempfile.mkdtemp(prefix="afe_batches_"))
+    try:  # a 10,000-image folder's outputs are gigabytes: never left in /tmp
+        measure(options, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    work = (options.work or Path(tempfile.mkdtemp(prefix="afe_batches_"))).resolve()
+
+def measure(options: argparse.Namespace, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": str(REPO / "benchmarks")}
