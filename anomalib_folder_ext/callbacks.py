@@ -20,7 +20,7 @@ from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext import artifacts, journal, maps, outputdir, summary
-from anomalib_folder_ext.console import count, quiet_dependencies, say
+from anomalib_folder_ext.console import count, quiet_under_cli, say
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
 from anomalib_folder_ext.errors import InputError
 
@@ -158,7 +158,7 @@ class AnomalyMapWriter(Callback):
         overwrite: bool = False,
     ) -> None:
         super().__init__()
-        quiet_dependencies()
+        quiet_under_cli()
         self.overwrite = overwrite
         # A multi-folder run (batches.py) prints its own line per folder and sets its own exit status.
         self.announce = True

@@ -35,12 +35,9 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
 
 
-def quiet_dependencies(force: bool = False) -> None:
-    """Keep anomalib's and Lightning's start-up chatter off the console (idempotent).
-
-    Does nothing when verbose output was asked for, unless ``force``.
-    """
-    if verbose() and not force:
+def quiet_dependencies() -> None:
+    """Keep anomalib's and Lightning's start-up chatter off the console (idempotent); nothing when verbose."""
+    if verbose():
         return
     for category, pattern in _NOISE:
         warnings.filterwarnings("ignore", message=pattern, category=category)
@@ -49,6 +46,13 @@ def quiet_dependencies(force: bool = False) -> None:
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
     _one_root_handler()
+
+
+def quiet_under_cli() -> None:
+    """For the classes ``anomalib predict`` instantiates from a config: quiet a CLI run only, never
+    the logging of a script or notebook that builds them itself."""
+    if "anomalib.cli.cli" in sys.modules:
+        quiet_dependencies()
 
 
 def _one_root_handler() -> None:

@@ -33,7 +33,7 @@ from torchvision.transforms.v2.functional import to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
-from anomalib_folder_ext.console import quiet_dependencies
+from anomalib_folder_ext.console import quiet_under_cli
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
 from anomalib_folder_ext.errors import FolderInputError
 
@@ -276,7 +276,7 @@ class FolderDataModule(AnomalibDataModule):
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        quiet_dependencies()
+        quiet_under_cli()
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("max_pixels", max_pixels, 1)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 msg = f"{name} {value!r}: must be a whole number of at least {low}"
