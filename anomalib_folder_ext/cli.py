@@ -335,12 +335,12 @@ def _prepare_anomalib() -> None:
     The console is quieted first, so the warnings anomalib's own imports raise stay out too.
     """
     from anomalib_folder_ext.console import quiet_dependencies
+    from anomalib_folder_ext.errors import install_excepthook
 
     quiet_dependencies()
+    install_excepthook()  # Ctrl-C during the imports: one line
     import anomalib.cli.cli  # noqa: F401 - installs rich's traceback hook over ours
     from anomalib.loggers import configure_logger
-
-    from anomalib_folder_ext.errors import install_excepthook
 
     install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
     configure_logger()

@@ -55,6 +55,10 @@ def one_line_message(exc: BaseException) -> str | None:
 
 def _one_line_hook(previous):  # noqa: ANN001, ANN202
     def hook(exc_type, exc, tb):  # noqa: ANN001, ANN202
+        if issubclass(exc_type, KeyboardInterrupt) and not os.environ.get("ANOMALIB_FOLDER_TRACEBACK"):
+            # In a predict loop the writer reports what finished itself; this is Ctrl-C outside one.
+            print("interrupted: finished images are kept; run again with --resume True to continue", file=sys.stderr)
+            return
         message = None if os.environ.get("ANOMALIB_FOLDER_TRACEBACK") else one_line_message(exc)
         if message is None:
             previous(exc_type, exc, tb)

@@ -29,3 +29,10 @@ def test_uncaught_bug_keeps_its_traceback():
     code = "import anomalib_folder_ext; raise KeyError('bug')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 1 and "Traceback" in result.stderr and "KeyError: 'bug'" in result.stderr
+
+
+def test_ctrl_c_outside_a_predict_loop_is_one_line_and_exits_by_sigint():
+    code = "import anomalib_folder_ext.errors as e; e.install_excepthook(); raise KeyboardInterrupt"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode in {-2, 130}  # killed by SIGINT, as Python does for an unhandled Ctrl-C: the shell shows 130
+    assert result.stderr == "interrupted: finished images are kept; run again with --resume True to continue\n"
