@@ -84,9 +84,11 @@ class _QuietRepeats(logging.Filter):
         return not (text.startswith("The following callbacks returned in") or "available:" in text)
 
 
-def run_batches(base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool = True) -> int:
+def run_batches(
+    base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool = True, overwrite: bool = False
+) -> int:
     """Predict every folder of ``jobs`` with one model and one Trainer; see the module doc."""
-    run = BatchRun(base_args, jobs, output_root, resume)
+    run = BatchRun(base_args, jobs, output_root, resume, overwrite)
     run.prepare()
     for number, job in enumerate(jobs, 1):
         run.run_folder(number, job)
@@ -96,7 +98,9 @@ def run_batches(base_args: Sequence[str], jobs: list[FolderJob], output_root: st
 class BatchRun:
     """anomalib's CLI objects (model, Engine, the writer), the folders, and the progress so far."""
 
-    def __init__(self, base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool) -> None:
+    def __init__(
+        self, base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool, overwrite: bool = False
+    ) -> None:
         from anomalib.cli.cli import AnomalibCLI
         from lightning.pytorch.cli import SaveConfigCallback
 
@@ -112,7 +116,7 @@ class BatchRun:
             raise InputError(msg)
         self.writer = writers[0]
         self.writer.resume = resume
-        self.writer.overwrite = self.writer.overwrite or not resume  # --resume False: redo every folder
+        self.writer.overwrite = overwrite or self.writer.overwrite or not resume  # --resume False: redo every folder
         self.writer.announce = False  # one line per folder here instead, and one exit status for the run
         self.save_config = next((callback for callback in callbacks if isinstance(callback, SaveConfigCallback)), None)
         predict = self.cli.config.predict

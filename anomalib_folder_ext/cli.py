@@ -355,12 +355,12 @@ def run_anomalib(args: list[str]) -> None:
     AnomalibCLI(args)
 
 
-def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool) -> int:
+def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool, overwrite: bool = False) -> int:
     """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.batches`)."""
     _prepare_anomalib()
     from anomalib_folder_ext.batches import run_batches
 
-    return run_batches(base, jobs, output_root, resume)
+    return run_batches(base, jobs, output_root, resume, overwrite)
 
 
 def run_demo(options: argparse.Namespace) -> int:
@@ -441,6 +441,15 @@ def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[lis
     return base, jobs
 
 
+def _writer_flags(options: argparse.Namespace) -> list[str]:
+    """``--resume`` / ``--overwrite`` for a run from configs: the writer is the last callback, as in configs/folder.yaml."""
+    flags = []
+    for name in ("resume", "overwrite"):
+        if getattr(options, name, None):
+            flags += [f"--trainer.callbacks.init_args.{name}", "true"]
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
@@ -460,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--normalization fixed needs --vmin and --vmax, with vmin < vmax")
     with_configs = "--config" in passthrough or any(arg.startswith("--config=") for arg in passthrough)
     if options.command == "predict":
+        if options.resume and options.overwrite:
+            parser.error("--resume True continues the earlier run, --overwrite True replaces it: choose one")
         if not options.model_path and not with_configs:
             parser.error("predict needs --model_path (with --folder_path or --batch_folder), or anomalib configs (--config)")
         if options.model_path and not options.batches and resolve_folder(options) is None:
@@ -469,14 +480,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_split(options)
         if options.command == "batches" or options.batches:
             if options.resume is None:
-                options.resume = True
+                options.resume = not getattr(options, "overwrite", False)
             base, jobs = batch_jobs(options, list(passthrough))
         elif options.model_path:
             args = anomalib_predict_args(options, check_inputs(options)) + list(passthrough)
         else:
-            args = ["predict", *passthrough]
-            if options.resume:
-                args += ["--trainer.callbacks.init_args.resume", "true"]
+            args = ["predict", *passthrough, *_writer_flags(options)]
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         print(f"anomalib-folder: error: {_message(exc)}", file=sys.stderr)
         return 2
@@ -485,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.print_config:
             run_anomalib([*base, *jobs[0].args, "--print_config"])
             return 0
-        return run_batch_folders(base, jobs, options.output_root, options.resume)
+        return run_batch_folders(base, jobs, options.output_root, options.resume, getattr(options, "overwrite", False))
     if options.print_config:
         args.append("--print_config")
     run_anomalib(args)

@@ -192,3 +192,20 @@ def test_quiet_console_hides_dependency_chatter_but_not_warnings(monkeypatch):
         warnings.warn("something a user should act on", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something a user should act on"]
     assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+
+
+def test_16_mixed_on_a_cpu_is_reported_as_what_ran_and_what_was_asked():
+    from types import SimpleNamespace
+
+    from jsonargparse import Namespace
+    from lightning.pytorch.cli import SaveConfigCallback
+
+    from anomalib_folder_ext.callbacks import _precision_text
+
+    asked = SaveConfigCallback(parser=None, config=Namespace(trainer=Namespace(precision="16-mixed")))
+    assert _precision_text(SimpleNamespace(precision="bf16-mixed", callbacks=[asked])) == (
+        "bf16-mixed (asked for 16-mixed: Lightning has no float16 autocast on a CPU and runs bf16)"
+    )
+    same = SaveConfigCallback(parser=None, config=Namespace(trainer=Namespace(precision=32)))
+    assert _precision_text(SimpleNamespace(precision="32-true", callbacks=[same])) == "32-true"
+    assert _precision_text(SimpleNamespace(precision="32-true", callbacks=[])) == "32-true"  # no CLI: what ran
