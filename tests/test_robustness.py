@@ -117,14 +117,17 @@ def test_ctrl_c_exits_130_keeps_what_finished_and_resume_finishes(checkpoint, tm
     args = ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
             "--output_dir", str(out), "--batch_size", "2", "--num_workers", "1"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONWARNINGS": "ignore"}
+    # Its own process group, as a terminal's job, and Ctrl-C's default action even when this test runs
+    # in a background job (which starts with SIGINT ignored, and a child inherits that).
     process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # its own process group, as a terminal's job
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     journal = out / ".journal" / "rank0.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if journal.exists() and journal.read_text().count("\n") >= 3:  # the settings line and two images
             break
         time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group: the run and its workers
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
