@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from anomalib_folder_ext import journal, summary
-from anomalib_folder_ext.artifacts import atomic_write, default_output_dir
+from anomalib_folder_ext.artifacts import atomic_write, default_output_dir, display_name
+from anomalib_folder_ext.console import report_failures
 from anomalib_folder_ext.errors import InputError
 
 # Lightning's precision names, as the trainer reports them for what a config may say.
@@ -242,16 +242,9 @@ class BatchRun:
             f"{self.output_root.resolve()}: {summary.ALL_CSV_NAME} (one row per image), {summary.ALL_SUMMARY_NAME}{extra}, "
             "and one output dir per folder (maps, results.csv, results_summary.txt)"
         )
-        from anomalib_folder_ext.callbacks import EXIT_NONE_SUCCEEDED
-
-        if every and ok == 0:
-            print(f"error: none of the {len(every)} images could be predicted; the error column of "
-                  f"{self.output_root / summary.ALL_CSV_NAME} says why", file=sys.stderr, flush=True)
-            return EXIT_NONE_SUCCEEDED
-        if ok < len(every):
-            print(f"warning: {len(every) - ok} of {len(every)} images failed; the status and error columns of "
-                  f"{self.output_root / summary.ALL_CSV_NAME} say why", file=sys.stderr, flush=True)
-        return 0
+        first = next(((report, row) for report in self.reports for row in report.rows if row.status != "ok"), None)
+        reason = f"{first[0].name}/{display_name(first[1].image)}: {first[1].error}" if first else ""
+        return report_failures(len(every), len(every) - ok, str(self.output_root / summary.ALL_CSV_NAME), reason)
 
 
 def _batch_line(

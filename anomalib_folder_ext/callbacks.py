@@ -20,12 +20,9 @@ from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext import artifacts, journal, maps, outputdir, summary
-from anomalib_folder_ext.console import count, quiet_under_cli, say
+from anomalib_folder_ext.console import EXIT_INTERRUPTED, count, quiet_under_cli, report_failures, say
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
 from anomalib_folder_ext.errors import InputError
-
-EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
 
@@ -184,6 +181,7 @@ class AnomalyMapWriter(Callback):
                 raise InputError(msg)
         self._normalizer: maps.Normalizer | None = None
         self.save_overlay, self.overlay_alpha, self.overlay_format = save_overlay, overlay_alpha, overlay_format
+        self._overlay_suffix = f"_overlay.{overlay_format}"
         if not 0.0 <= overlay_alpha <= 1.0 or overlay_format not in {"jpg", "png"}:
             msg = f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {overlay_alpha}, {overlay_format!r})"
             raise InputError(msg)
@@ -207,6 +205,7 @@ class AnomalyMapWriter(Callback):
         self._journal: journal.Journal | None = None
         self._lock: outputdir.OutputDirLock | None = None
         self._created_output_dir = False
+        self.resolved_output_dir: Path | None = None  # set in setup: output_dir, or the datamodule's
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -221,22 +220,19 @@ class AnomalyMapWriter(Callback):
             read_checkpoint(checkpoint)
         self.resolved_output_dir = out = self._resolve_output_dir(trainer)
         datamodule = trainer.datamodule
-        names = [path.as_posix() for path in datamodule.relative_paths] if isinstance(datamodule, FolderDataModule) else []
+        folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
+        names = [path.as_posix() for path in datamodule.relative_paths] if folder else []
         self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
-        if isinstance(datamodule, FolderDataModule):
-            problem = outputdir.replaced_input(out, datamodule.folder_path, names, self._output_names())
-            if problem:
-                raise artifacts.OutputDirError(problem)
+        token = outputdir.run_token(trainer.world_size)
+        # Every rank decides the same from the same files; only rank 0 writes (between Lightning's setup barriers).
+        found = outputdir.check_output_dir(out, folder, names, self._output_names(), self.resume or self.overwrite, token)
         self._created_output_dir = not out.exists()
         artifacts.ensure_writable(out)
-        self._lock = outputdir.OutputDirLock(out, outputdir.run_token(trainer.world_size))
+        self._lock = outputdir.OutputDirLock(out, token)
         try:
-            # Between Lightning's setup barriers: only rank 0 writes here, every rank decides the same.
             if trainer.is_global_zero:
-                self._lock.acquire()
-            else:
-                self._lock.check()
-            self._prepare_output_dir(trainer, out, names)
+                self._lock.acquire()  # checks again: another run may have started since
+            self._prepare_output_dir(trainer, out, names, folder, found)
         except BaseException:
             self._release(trainer, failed=True)
             raise
@@ -247,13 +243,13 @@ class AnomalyMapWriter(Callback):
 
     def _output_names(self) -> list[str]:
         suffixes = [suffix for suffix, on in ((artifacts.NPY_SUFFIX, self.save_as_npy), (artifacts.PNG_SUFFIX, self.save_as_image),
-                                              (f"_overlay.{self.overlay_format}", self.save_overlay)) if on]
+                                              (self._overlay_suffix, self.save_overlay)) if on]
         return [f"{stem}{suffix}" for stem in self._stems.values() for suffix in suffixes]
 
-    def _prepare_output_dir(self, trainer: Trainer, out: Path, names: list[str]) -> None:
-        """Resume what an earlier run left, replace it (``overwrite``), or refuse to mix two runs."""
+    def _prepare_output_dir(self, trainer: Trainer, out: Path, names: list[str], folder: Path | None, found: str | None) -> None:
+        """Resume what an earlier run left, or replace it (``overwrite``); refusals were made before."""
         datamodule = trainer.datamodule
-        if self.resume and isinstance(datamodule, FolderDataModule):
+        if self.resume and folder is not None:
             earlier, wanted = journal.read_journal(out), set(names)
             self._earlier = {name: row for name, row in earlier.complete(out).items() if name in wanted}
             self._earlier_settings = earlier
@@ -263,14 +259,9 @@ class AnomalyMapWriter(Callback):
                 warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
             if trainer.is_global_zero:
                 artifacts.remove_temporaries(out)
-            return
-        found = outputdir.earlier_run(out)
-        if found and not self.overwrite:
-            raise artifacts.OutputDirError(outputdir.earlier_run_message(out, found))
-        if trainer.is_global_zero:
+        elif trainer.is_global_zero:
             if found:
-                folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
-                outputdir.remove_earlier_run(out, keep=[folder / name for name in names] if folder else ())
+                outputdir.remove_earlier_run(out, protect=folder)
             journal.reset(out)
 
     def _resolve_output_dir(self, trainer: Trainer) -> Path:
@@ -402,7 +393,7 @@ class AnomalyMapWriter(Callback):
             png = artifacts.encode_png(maps.image_map(host, "levels", index).numpy(), self.png_compress_level, palette=self._lut)
             artifacts.atomic_write(self.resolved_output_dir / row.png, png)
         if self.save_overlay:
-            row.overlay = f"{stem}_overlay.{self.overlay_format}"
+            row.overlay = f"{stem}{self._overlay_suffix}"
             levels = maps.image_map(host, "levels", index).numpy()
             overlay = artifacts.blend_overlay(decode_rgb(self._folder / name, max_pixels=None), levels, self._lut, self.overlay_alpha)
             artifacts.atomic_write(self.resolved_output_dir / row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
@@ -442,7 +433,7 @@ class AnomalyMapWriter(Callback):
     def _release(self, trainer: Trainer, failed: bool) -> None:
         """Unlock the output dir; after a failure before any map, leave no config-only dir behind."""
         if trainer.is_global_zero:
-            if failed and not self._rows and not self._earlier and getattr(self, "resolved_output_dir", None):
+            if failed and not self._rows and not self._earlier and self.resolved_output_dir is not None:
                 outputdir.remove_unused(self.resolved_output_dir, self._created_output_dir)
             if self._lock is not None:
                 self._lock.release()
@@ -498,18 +489,14 @@ class AnomalyMapWriter(Callback):
     def _announce(self, rows: list[summary.ImageResult], predicted: int, loop_s: float) -> None:
         """The run's last line: where the results are and what they hold; exit 3 when nothing succeeded."""
         stats = summary.score_statistics(rows)
-        out = self.resolved_output_dir
-        shown = f"{os.path.relpath(out)}/" if not os.path.relpath(out).startswith("..") else f"{out.resolve()}/"
+        relative = os.path.relpath(self.resolved_output_dir)
+        shown = f"{self.resolved_output_dir.resolve() if relative.startswith('..') else relative}/"
         files = [summary.CSV_NAME, summary.SUMMARY_NAME] + (["report.html"] if self.report else [])
-        if stats["ok"] == 0:
-            first = rows[0] if rows else None
-            reason = f" (first: {artifacts.display_name(first.image)}: {first.error})" if first else ""
-            say(f"error: none of the {count(stats['images'])} images could be predicted{reason}; "
-                f"{shown}{summary.CSV_NAME} lists each", error=True)
-            raise SystemExit(EXIT_NONE_SUCCEEDED)
-        if stats["failed"]:
-            say(f"warning: {count(stats['failed'])} of {count(stats['images'])} images failed; "
-                f"the status and error columns of {shown}{summary.CSV_NAME} say why", error=True)
+        first = next((row for row in rows if row.status != "ok"), None)
+        status = report_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
+                                 f"{artifacts.display_name(first.image)}: {first.error}" if first else "")
+        if status:
+            raise SystemExit(status)
         parts = [f"{count(stats['images'])} images" + (f" ({count(stats['failed'])} failed)" if stats["failed"] else "")]
         if any(row.pred_label is not None for row in rows):
             parts.append(f"{count(stats['above_threshold'])} above threshold")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
 
@@ -266,18 +266,12 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
 def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
     """The writer's output-dir checks, made before anomalib loads; creates nothing."""
     from anomalib_folder_ext import outputdir
-    from anomalib_folder_ext.artifacts import NPY_SUFFIX, OutputDirError, ensure_writable, output_stems
+    from anomalib_folder_ext.artifacts import NPY_SUFFIX, ensure_writable, output_stems
 
     names = [path.as_posix() for path in images]
-    problem = outputdir.replaced_input(output_dir, folder, names, [f"{stem}{NPY_SUFFIX}" for stem in output_stems(names)])
-    if problem:
-        raise OutputDirError(problem)
     ensure_writable(output_dir, create=False)
-    if output_dir.is_dir():
-        outputdir.OutputDirLock(output_dir).check()
-        found = outputdir.earlier_run(output_dir)
-        if found and not (options.resume or options.overwrite):
-            raise OutputDirError(outputdir.earlier_run_message(output_dir, found))
+    outputdir.check_output_dir(output_dir, folder, names, [f"{stem}{NPY_SUFFIX}" for stem in output_stems(names)],
+                               reuse=bool(options.resume or options.overwrite))
 
 
 def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201

@@ -15,6 +15,8 @@ import sys
 import warnings
 
 VERBOSE_ENV = "ANOMALIB_FOLDER_VERBOSE"
+EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
 
 # Loggers whose INFO lines are start-up chatter for our users (anomalib's model/engine set-up,
 # Lightning's "GPU available", "Restoring states from the checkpoint", its logger tip).
@@ -74,3 +76,15 @@ def say(line: str, error: bool = False) -> None:
 def count(number: int) -> str:
     """``10,000``: counts of images are read at a glance."""
     return f"{number:,}"
+
+
+def report_failures(images: int, failed: int, csv_path: str, first_failure: str = "") -> int:
+    """The warning (some images failed) or the error (none succeeded) of a finished run; its exit status."""
+    if images and failed == images:
+        reason = f" (first: {first_failure})" if first_failure else ""
+        say(f"error: none of the {count(images)} images could be predicted{reason}; {csv_path} lists each", error=True)
+        return EXIT_NONE_SUCCEEDED
+    if failed:
+        say(f"warning: {count(failed)} of {count(images)} images failed; the status and error columns of "
+            f"{csv_path} say why", error=True)
+    return 0

@@ -4,8 +4,9 @@
   the owner's pid and host; a lock whose process is gone is taken over).
 - :func:`replaced_input` finds an input an output file would replace (the output dir is the
   input folder, or holds it).
-- :func:`earlier_run` / :func:`remove_earlier_run`: a dir holding another run's results is
-  refused unless the user asks to overwrite (that run's files are removed first) or to resume.
+- :func:`check_output_dir` makes every refusal before anything is written; a dir holding another
+  run's results is refused unless the user asks to overwrite (:func:`remove_earlier_run` deletes
+  that run's files first) or to resume.
 - :func:`remove_unused` leaves no empty or config-only dir behind when a run fails before its
   first map.
 """
@@ -154,11 +155,26 @@ def earlier_run(output_dir: Path) -> str | None:
     return None
 
 
-def earlier_run_message(output_dir: Path, found: str) -> str:
-    return (
-        f"output_dir {output_dir} holds the results of an earlier run ({found}); to replace them set overwrite "
-        "(--overwrite True), to finish an interrupted run set resume (--resume True), or choose another output_dir"
-    )
+def check_output_dir(
+    output_dir: Path, folder: Path | None, names: Sequence[str], output_names: Iterable[str], reuse: bool, token: str | None = None
+) -> str | None:
+    """Every refusal, before anything is written: an output that would replace an input, another
+    live run's lock, another run's results (unless ``reuse``: resume or overwrite). Returns what an
+    earlier run left there (``None``: nothing). The CLI calls it before anomalib loads, the writer in ``setup``."""
+    problem = replaced_input(output_dir, folder, names, output_names) if folder is not None else None
+    if problem:
+        raise OutputDirError(problem)
+    if not output_dir.is_dir():
+        return None
+    OutputDirLock(output_dir, token).check()
+    found = earlier_run(output_dir)
+    if found and not reuse:
+        msg = (
+            f"output_dir {output_dir} holds the results of an earlier run ({found}); to replace them set overwrite "
+            "(--overwrite True), to finish an interrupted run set resume (--resume True), or choose another output_dir"
+        )
+        raise OutputDirError(msg)
+    return found
 
 
 def _earlier_files(output_dir: Path) -> set[Path]:
@@ -179,23 +195,24 @@ def _earlier_files(output_dir: Path) -> set[Path]:
     return files
 
 
-def remove_earlier_run(output_dir: Path, keep: Iterable[Path] = ()) -> int:
+def remove_earlier_run(output_dir: Path, protect: Path | None = None) -> int:
     """Delete the files an earlier run wrote into ``output_dir`` (its maps, summaries, journal); how many.
 
-    ``keep``: paths never deleted (the inputs, when the output dir holds the input folder).
+    Nothing under ``protect`` (the input folder, when the output dir holds it) is deleted.
     """
-    kept = {Path(path).resolve() for path in keep}
-    removed = 0
-    for path in _earlier_files(output_dir):
-        if path.resolve() not in kept:
-            path.unlink(missing_ok=True)
-            removed += 1
+    protected = protect.resolve() if protect is not None else None
+    removed = [path for path in _earlier_files(output_dir)
+               if protected is None or not path.resolve().is_relative_to(protected)]
+    for path in removed:
+        path.unlink(missing_ok=True)
     shutil.rmtree(journal_dir(output_dir), ignore_errors=True)
-    removed += remove_temporaries(output_dir)
-    for folder in sorted((p for p in output_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+    count = len(removed) + remove_temporaries(output_dir)
+    root = output_dir.resolve()
+    emptied = {folder for path in removed for folder in path.resolve().parents if folder.is_relative_to(root) and folder != root}
+    for folder in sorted(emptied, key=lambda p: -len(p.parts)):  # deepest first
         if not any(folder.iterdir()):
-            folder.rmdir()  # sub-folders that held only maps (recursive runs)
-    return removed
+            folder.rmdir()  # a sub-folder that held only maps (recursive runs)
+    return count
 
 
 def remove_unused(output_dir: Path, created: bool) -> None:

@@ -209,3 +209,15 @@ def test_16_mixed_on_a_cpu_is_reported_as_what_ran_and_what_was_asked():
     same = SaveConfigCallback(parser=None, config=Namespace(trainer=Namespace(precision=32)))
     assert _precision_text(SimpleNamespace(precision="32-true", callbacks=[same])) == "32-true"
     assert _precision_text(SimpleNamespace(precision="32-true", callbacks=[])) == "32-true"  # no CLI: what ran
+
+
+def test_the_outcome_lines_and_exit_status_shared_by_predict_and_batches(capsys):
+    from anomalib_folder_ext.console import EXIT_NONE_SUCCEEDED, report_failures
+
+    assert report_failures(3, 0, "out/results.csv") == 0 and capsys.readouterr().err == ""
+    assert report_failures(3, 1, "out/results.csv") == 0
+    assert capsys.readouterr().err == "warning: 1 of 3 images failed; the status and error columns of out/results.csv say why\n"
+    assert report_failures(2, 2, "all_batches.csv", "batch_01/x.png: broken") == EXIT_NONE_SUCCEEDED
+    assert capsys.readouterr().err == (
+        "error: none of the 2 images could be predicted (first: batch_01/x.png: broken); all_batches.csv lists each\n"
+    )
