@@ -1,10 +1,9 @@
-"""Pure helpers for what lands on disk: output names, colour mapping, encoding, atomic writes."""
+"""Pure helpers for what lands on disk: output names, colour mapping, encoding (writing is :mod:`owned`)."""
 
 from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
@@ -12,16 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from anomalib_folder_ext.errors import InputError
-
-
-class OutputDirError(InputError):
-    """The output dir cannot be created or written; the message names it."""
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once, at import: the process's umask, restored at once
-_FILE_MODE = 0o666 & ~_UMASK
+from anomalib_folder_ext.errors import InputError, OutputDirError
 
 NPY_SUFFIX = "_anomaly.npy"
 PNG_SUFFIX = "_anomaly.png"
@@ -165,37 +155,6 @@ def encode_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either absent or complete, even if the process dies.
-
-    A failure (disk full, a file where a folder should be) raises :class:`OutputDirError` naming ``path``.
-    """
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; results are ordinary files (0644 under the usual umask)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputDirError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-        raise
-
-
-def remove_temporaries(directory: Path) -> int:
-    """Delete what :func:`atomic_write` of a killed run left behind (``.<name>.*.tmp``); how many."""
-    removed = 0
-    for leftover in Path(directory).rglob(".*.tmp"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def ensure_writable(directory: Path, create: bool = True) -> None:

@@ -4,24 +4,82 @@ datamodule and output dir. The checkpoint is loaded once, by the first folder th
 
 Each folder is one ordinary predict (its own ``results.csv``, summary, ``config.yaml`` and
 journal); the output root gets ``all_batches.csv`` and ``all_batches_summary.txt``, built from
-what the folders hold on disk. Under DDP every rank runs this same loop (Lightning starts the
-ranks by re-running the command), makes the same decisions from the same files, and only rank 0
-prints and writes the combined files.
+what the folders hold on disk, and ``all_batches.json``, the record of which folders the combined
+files cover (a run of some folders, ``--only``, adds to them instead of replacing them). Every
+folder's output dir is checked before the first folder runs. Under DDP every rank runs this same
+loop (Lightning starts the ranks by re-running the command), makes the same decisions from the
+same files, and only rank 0 prints and writes the combined files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from anomalib_folder_ext import journal, summary
-from anomalib_folder_ext.artifacts import atomic_write, default_output_dir, display_name
+from anomalib_folder_ext.artifacts import default_output_dir, display_name
 from anomalib_folder_ext.console import report_failures
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.discover import RUN_RECORD_NAMES, natural_key
+from anomalib_folder_ext.errors import InputError, OutputDirError
+from anomalib_folder_ext.owned import OwnedDir, open_existing
+
+ROOT_RECORD = RUN_RECORD_NAMES[1]  # all_batches.json: the folders the combined files cover
+INDEX_HTML = "index.html"
+ROOT_FILES = (summary.ALL_CSV_NAME, summary.ALL_SUMMARY_NAME, INDEX_HTML)
+
+
+def check_output_root(output_root: Path) -> None:
+    """Refuse an output root whose combined-file names are taken by someone else's files or links.
+
+    The combined files are this tool's when ``all_batches.json`` is (or, from before that record,
+    when ``all_batches.csv`` has exactly this tool's header); otherwise a file under one of their
+    names is the user's and is not replaced.
+    """
+    if Path(os.path.realpath(output_root)) == Path("/"):
+        msg = f"--output_root {output_root}: is the root of the file system; choose a folder of its own"
+        raise OutputDirError(msg)
+    directory = open_existing(output_root)
+    if directory is None:
+        return
+    with directory:
+        for name in (ROOT_RECORD, *ROOT_FILES):
+            if directory.is_link(name):
+                msg = (f"{output_root / name}: is a symbolic link; a run never writes through a link: remove it or "
+                       "choose another --output_root")
+                raise OutputDirError(msg)
+        if _read_root_record(directory) is not None or _legacy_combined_csv(directory):
+            return
+        taken = [name for name in (ROOT_RECORD, *ROOT_FILES) if directory.lstat(name) is not None]
+        if taken:
+            msg = (f"{output_root / taken[0]}: is not from a run of this tool (no {ROOT_RECORD} record), so it is not "
+                   "replaced: move it away or choose another --output_root")
+            raise OutputDirError(msg)
+
+
+def _read_root_record(directory: OwnedDir) -> dict | None:
+    try:
+        record = json.loads(directory.read_text(ROOT_RECORD))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(record, dict) and record.get("tool") == journal.TOOL and isinstance(record.get("folders"), list)):
+        return None
+    record["folders"] = [entry for entry in record["folders"] if isinstance(entry, dict)
+                         and isinstance(entry.get("name"), str) and isinstance(entry.get("output_dir"), str)]
+    return record
+
+
+def _legacy_combined_csv(directory: OwnedDir) -> bool:
+    try:
+        first = directory.read_text(summary.ALL_CSV_NAME).split("\n", 1)[0]
+    except OSError:
+        return False
+    return first == ",".join(("batch", *summary.CSV_COLUMNS))
 
 # Lightning's precision names, as the trainer reports them for what a config may say.
 _PRECISION_NAMES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true", "64-true": "64-true"}
@@ -47,6 +105,7 @@ class FolderJob:
     config: object = None  # its parsed anomalib config
     datamodule: object = None
     names: list[str] = field(default_factory=list)
+    plan: object = None  # its OutputNames
     listed_s: float = 0.0  # time to list its images (before the first folder runs)
 
 
@@ -126,6 +185,8 @@ class BatchRun:
         self.done_images = self.predicted_images = 0
         self.predict_seconds = 0.0
         self.loaded = False
+        self.root: OwnedDir | None = None  # the output root: the combined files and their record
+        self.earlier_entries: list[dict] = []  # folders of earlier runs the combined files cover
 
     @property
     def total_images(self) -> int:
@@ -138,8 +199,12 @@ class BatchRun:
 
         from anomalib_folder_ext.data import FolderDataModule
 
+        from anomalib_folder_ext import outputdir
+
+        check_output_root(self.output_root)
         shared = _shared_settings(self.cli.config)
         output_dirs: dict[Path, str] = {}
+        root_key = self.output_root.resolve()
         for index, job in enumerate(self.jobs):
             config = self.cli.config
             if index:
@@ -163,6 +228,10 @@ class BatchRun:
             if key in output_dirs:
                 msg = f"{job.origin}: output_dir {datamodule.output_dir} is also {output_dirs[key]}'s; each folder needs its own"
                 raise InputError(msg)
+            if key == root_key:
+                msg = (f"{job.origin}: output_dir {datamodule.output_dir} is the output root, where the combined files "
+                       "go; give each folder an output dir of its own")
+                raise InputError(msg)
             output_dirs[key] = job.name
             listing = time.perf_counter()
             try:
@@ -172,14 +241,56 @@ class BatchRun:
             job.listed_s = time.perf_counter() - listing
             job.config, job.datamodule = config, datamodule
             job.names = [path.as_posix() for path in datamodule.relative_paths]
+            job.plan = self.writer.output_names(job.names)
+            try:  # every refusal the writer would make when this folder's turn comes, made now
+                outputdir.check_output_dir(datamodule.output_dir, datamodule.folder_path, job.plan,
+                                           self.writer.resume or self.writer.overwrite,
+                                           allow_other_files=self.writer.allow_other_files)
+            except InputError as exc:
+                raise InputError(f"{job.origin}: {exc}") from None
+        inputs = {job.datamodule.folder_path.resolve(): job.name for job in self.jobs}
+        for job in self.jobs:
+            reader = inputs.get(job.datamodule.output_dir.resolve())
+            if reader is not None:
+                msg = (f"{job.origin}: output_dir {job.datamodule.output_dir} is the input folder of {reader}; "
+                       "its maps would be read as images: choose another output_dir")
+                raise InputError(msg)
+        self._open_root()
         _say(f"{len(self.jobs)} batch folders, {self.total_images} images -> {self.output_root.resolve()}"
              f" (resume {'on: finished folders and images are skipped' if self.resume else 'off: everything is redone'})")
+
+    def _open_root(self) -> None:
+        """The output root, and the record of the folders its combined files cover (this run's added now)."""
+        self.root = OwnedDir(self.output_root, create=True)
+        record = _read_root_record(self.root) or {"folders": []}
+        mine = {self._entry_dir(job.datamodule.output_dir) for job in self.jobs}
+        self.earlier_entries = [entry for entry in record["folders"] if entry["output_dir"] not in mine]
+        if _rank_zero():
+            self._write_root_record()
+
+    def _entry_dir(self, output_dir: Path) -> str:
+        try:
+            return output_dir.resolve().relative_to(self.output_root.resolve()).as_posix()
+        except ValueError:
+            return str(output_dir.resolve())
+
+    def _write_root_record(self) -> None:
+        entries = [*self.earlier_entries,
+                   *({"name": job.name, "output_dir": self._entry_dir(job.datamodule.output_dir), "origin": job.origin}
+                     for job in self.jobs)]
+        entries.sort(key=lambda entry: (natural_key(entry["name"]), entry["output_dir"]))
+        record = {"tool": journal.TOOL, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "folders": entries}
+        self.root.write(ROOT_RECORD, (json.dumps(record, indent=1) + "\n").encode())
 
     def run_folder(self, number: int, job: FolderJob) -> None:
         """Skip the folder if an earlier run finished it, else one ``Trainer.predict``; then its line."""
         started = time.perf_counter()
         out = job.datamodule.output_dir
-        record = journal.finished_run(out, self.settings, job.names) if self.resume else None
+        record = None
+        if self.resume:
+            with OwnedDir(out) if out.is_dir() else nullcontext() as directory:
+                if directory is not None:
+                    record = journal.finished_run(directory, self.settings, job.plan, job.datamodule.folder_path)
         if record is not None:
             status = "done earlier"
         else:
@@ -214,37 +325,65 @@ class BatchRun:
             logging.getLogger(name).addFilter(quiet)
 
     def finish(self) -> int:
-        """Rank 0: ``all_batches.csv``, ``all_batches_summary.txt`` and the run's last line; the exit status."""
+        """Rank 0: the combined files (this run's folders and those of earlier runs they covered), the
+        run's last line; the exit status (of this run's folders)."""
         if not _rank_zero():
             return 0
         every = [row for report in self.reports for row in report.rows]
         ok = sum(row.status == "ok" for row in every)
+        earlier = self._earlier_reports()
+        covered = sorted([*self.reports, *earlier], key=lambda report: natural_key(report.name)) if earlier else self.reports
         trainer = self.cli.config.predict.trainer
         parameters = {
-            "checkpoint": self.settings["checkpoint"] or "(none)",
+            "checkpoint": str(Path(self.ckpt_path).resolve()) if self.ckpt_path else "(none)",
             "output root": self.output_root.resolve(),
-            "batch folders": len(self.reports),
+            "batch folders": len(covered) if len(covered) == len(self.reports)
+            else f"{len(covered)} ({len(covered) - len(self.reports)} from earlier runs)",
             "precision": self.settings["precision"],
             "device": f"{trainer.accelerator}, devices {trainer.devices}",
             "wall time": f"{time.perf_counter() - self.started:.1f} s (this run, from reading the configs)",
         }
-        atomic_write(self.output_root / summary.ALL_CSV_NAME, summary.combined_csv_text(self.reports).encode())
-        text = summary.combined_summary_text(parameters, self.reports)
-        atomic_write(self.output_root / summary.ALL_SUMMARY_NAME, text.encode())
+        self.root.write(summary.ALL_CSV_NAME, summary.combined_csv_text(covered).encode())
+        self.root.write(summary.ALL_SUMMARY_NAME, summary.combined_summary_text(parameters, covered).encode())
+        self._write_root_record()
         extra = ""
-        if any((self.output_root / report.output_dir / "report.html").is_file() for report in self.reports):
-            from anomalib_folder_ext.report import INDEX_HTML, index_html
+        if any(_report_exists(self.output_root / report.output_dir) for report in covered):
+            from anomalib_folder_ext.report import index_html
 
-            atomic_write(self.output_root / INDEX_HTML, index_html(self.reports).encode())
+            self.root.write(INDEX_HTML, index_html(covered).encode())
             extra = f", {INDEX_HTML} (every folder's report)"
+        more = len(earlier)
+        also = f"; the combined files also cover {more} folder{'s' if more > 1 else ''} of earlier runs" if more else ""
         _say(
             f"done: {len(self.reports)} batch folders, {len(every)} images ({ok} ok, {len(every) - ok} failed) -> "
             f"{self.output_root.resolve()}: {summary.ALL_CSV_NAME} (one row per image), {summary.ALL_SUMMARY_NAME}{extra}, "
-            "and one output dir per folder (maps, results.csv, results_summary.txt)"
+            f"and one output dir per folder (maps, results.csv, results_summary.txt){also}"
         )
         first = next(((report, row) for report in self.reports for row in report.rows if row.status != "ok"), None)
         reason = f"{first[0].name}/{display_name(first[1].image)}: {first[1].error}" if first else ""
         return report_failures(len(every), len(every) - ok, str(self.output_root / summary.ALL_CSV_NAME), reason)
+
+    def _earlier_reports(self) -> list[summary.BatchReport]:
+        """Folders an earlier run of this output root finished and this run did not touch, from their files."""
+        reports = []
+        for entry in self.earlier_entries:
+            out = self.output_root / entry["output_dir"]
+            record = journal.read_finished(out)
+            if record is None:
+                continue  # gone, or never finished: nothing to show of it
+            try:
+                rows = [summary.row_from_csv(values) for values in summary.read_results(out)]
+            except (OSError, ValueError, InputError):
+                continue
+            reports.append(summary.BatchReport(entry["name"], os.path.relpath(out.resolve(), self.output_root.resolve()),
+                                               rows, "done earlier", record.get("predicted", 0), record.get("loop_s", 0.0)))
+        return reports
+
+
+def _report_exists(output_dir: Path) -> bool:
+    from anomalib_folder_ext.report import REPORT_HTML
+
+    return (output_dir / REPORT_HTML).is_file()
 
 
 def _batch_line(

@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -20,9 +20,12 @@ from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext import artifacts, journal, maps, outputdir, summary
-from anomalib_folder_ext.console import EXIT_INTERRUPTED, count, quiet_under_cli, report_failures, say
+from anomalib_folder_ext.console import EXIT_INTERRUPTED, count, option_hint, quiet_under_cli, report_failures, say
 from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, InputError
+from anomalib_folder_ext.options import fixed_range_problem, overlay_problem
+from anomalib_folder_ext.owned import OwnedDir
+from anomalib_folder_ext.runplan import OutputNames
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
 
@@ -116,9 +119,13 @@ class AnomalyMapWriter(Callback):
             run finished (its journal, :mod:`~anomalib_folder_ext.journal`) are not predicted
             again, and ``results.csv`` comes out as an uninterrupted run's.
         overwrite: An output dir that holds another run's results is refused unless this is set
-            (that run's maps, summaries and journal are deleted first) or ``resume`` is.
+            (exactly the files that run recorded are deleted first) or ``resume`` is.
+        allow_other_files: Write into an output dir that holds other files and no run of this
+            tool (refused by default). A file of theirs under a name the run would write is
+            refused all the same, never replaced.
 
-    The output dir is guarded (:mod:`~anomalib_folder_ext.outputdir`): a second run into it while
+    The output dir is guarded (:mod:`~anomalib_folder_ext.outputdir`): the run writes and deletes
+    only its own files, inside the output dir, never through a link; a second run into it while
     one writes there is refused, and so is an output dir that would replace an input image.
     At the end, rank 0 prints one line saying where the results are and what they hold; the
     process exits with status 3 when no image could be predicted, and 130 on Ctrl-C.
@@ -153,10 +160,12 @@ class AnomalyMapWriter(Callback):
         report_top_k: int = 12,
         resume: bool = False,
         overwrite: bool = False,
+        allow_other_files: bool = False,
     ) -> None:
         super().__init__()
         quiet_under_cli()
         self.overwrite = overwrite
+        self.allow_other_files = allow_other_files
         # A multi-folder run (batches.py) prints its own line per folder and sets its own exit status.
         self.announce = True
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -175,36 +184,39 @@ class AnomalyMapWriter(Callback):
         if map_size not in {"model", "original"}:
             msg = f"map_size {map_size!r}: use model or original"
             raise InputError(msg)
-        if normalization == "fixed":
-            if vmin is None or vmax is None or not vmax > vmin:
-                msg = f"normalization fixed needs vmin < vmax (got vmin {vmin}, vmax {vmax})"
-                raise InputError(msg)
+        problem = fixed_range_problem(normalization, vmin, vmax)
+        if problem:
+            raise InputError(problem)
         self._normalizer: maps.Normalizer | None = None
         self.save_overlay, self.overlay_alpha, self.overlay_format = save_overlay, overlay_alpha, overlay_format
-        self._overlay_suffix = f"_overlay.{overlay_format}"
-        if not 0.0 <= overlay_alpha <= 1.0 or overlay_format not in {"jpg", "png"}:
-            msg = f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {overlay_alpha}, {overlay_format!r})"
-            raise InputError(msg)
+        problem = overlay_problem(overlay_alpha, overlay_format)
+        if problem:
+            raise InputError(problem)
         self._folder = Path()
         self.report, self.report_top_k = report, report_top_k
-        self._checkpoint: str | None = None  # where the weights were last loaded from, kept across runs
+        self._checkpoint: str | None = None  # the checkpoint of the last run (a script may not name one again)
         self._lut = artifacts.colormap_lut(colormap) if save_as_image or save_overlay else None
         self._reset()
 
     def _reset(self) -> None:
+        if getattr(self, "_dir", None) is not None:
+            self._dir.close()  # the previous folder's (a multi-folder run)
         self._pool: BatchWritePool[summary.ImageResult] | None = None
         self._rows: dict[str, summary.ImageResult] = {}
-        self._stems: dict[str, PurePosixPath] = {}
         self._started = time.perf_counter()  # predict start; the loop's clock starts at the first batch
         self._first_batch_at: float | None = None
         self._labels_from_threshold = False
         self._failed = False
         self._earlier: dict[str, summary.ImageResult] = {}  # rows an interrupted run finished (resume)
-        self._earlier_settings = journal.JournalState()
         self._settings: dict | None = None
+        self._earlier_journal: journal.JournalState | None = None  # what resume read (checked again if need be)
         self._journal: journal.Journal | None = None
         self._lock: outputdir.OutputDirLock | None = None
         self._created_output_dir = False
+        self._written: list[str] = []  # files this run wrote before its first map (taken back if it fails then)
+        self._predicting = False
+        self._plan: OutputNames | None = None
+        self._dir: OwnedDir | None = None  # every file of the run is written and deleted through it
         self.resolved_output_dir: Path | None = None  # set in setup: output_dir, or the datamodule's
 
     # -- set-up -------------------------------------------------------------------------------
@@ -218,51 +230,77 @@ class AnomalyMapWriter(Callback):
             from anomalib_folder_ext.checkpoint import read_checkpoint
 
             read_checkpoint(checkpoint)
+            self._checkpoint = str(Path(checkpoint).expanduser().resolve())
         self.resolved_output_dir = out = self._resolve_output_dir(trainer)
         datamodule = trainer.datamodule
         folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
         names = [path.as_posix() for path in datamodule.relative_paths] if folder else []
-        self._stems = dict(zip(names, artifacts.output_stems(names), strict=True))
+        self._plan = self.output_names(names)
         token = outputdir.run_token(trainer.world_size)
         # Every rank decides the same from the same files; only rank 0 writes (between Lightning's setup barriers).
-        found = outputdir.check_output_dir(out, folder, names, self._output_names(), self.resume or self.overwrite, token)
+        found = outputdir.check_output_dir(out, folder, self._plan, self.resume or self.overwrite, token,
+                                           self.allow_other_files)
         self._created_output_dir = not out.exists()
-        artifacts.ensure_writable(out)
-        self._lock = outputdir.OutputDirLock(out, token)
+        artifacts.ensure_writable(out, create=False)
+        self._dir = OwnedDir(out, create=True)
+        self._lock = outputdir.OutputDirLock(self._dir, token)
         try:
             if trainer.is_global_zero:
                 self._lock.acquire()  # checks again: another run may have started since
-            self._prepare_output_dir(trainer, out, names, folder, found)
+                self._written += filter(None, [journal.write_owner(self._dir)])
+            self._settings = self.run_settings(self._checkpoint, trainer.precision)
+            earlier = journal.read_journal(self._dir) if self.resume and folder is not None else None
+            if earlier is not None:
+                earlier.check(self._settings, out)  # before anything is written: a refused resume changes nothing
+                self._earlier_journal = earlier
+            self._save_config(trainer)
+            self._prepare_output_dir(trainer, names, folder, found, earlier)
         except BaseException:
             self._release(trainer, failed=True)
             raise
-        # anomalib saves the run's full config.yaml under the trainer's root dir, by default a
-        # ./results/<model>/<data>/latest tree in the working directory. Keep it with the results
-        # instead: <output_dir>/config.yaml says exactly how these files were made.
+        # Keep Lightning's own files (a logger, if one is configured) with the results instead of a
+        # ./results/<model>/<data>/latest tree in the working directory.
         trainer._default_root_dir = str(self.resolved_output_dir)  # noqa: SLF001
 
-    def _output_names(self) -> list[str]:
-        suffixes = [suffix for suffix, on in ((artifacts.NPY_SUFFIX, self.save_as_npy), (artifacts.PNG_SUFFIX, self.save_as_image),
-                                              (self._overlay_suffix, self.save_overlay)) if on]
-        return [f"{stem}{suffix}" for stem in self._stems.values() for suffix in suffixes]
+    def output_names(self, names: list[str]) -> OutputNames:
+        """The files each image gets under this writer's options."""
+        return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
+                                      self.overlay_format if self.save_overlay else None)
 
-    def _prepare_output_dir(self, trainer: Trainer, out: Path, names: list[str], folder: Path | None, found: str | None) -> None:
-        """Resume what an earlier run left, or replace it (``overwrite``); refusals were made before."""
+    def _save_config(self, trainer: Trainer) -> None:
+        """``config.yaml``: the run's resolved config, written like every file of the run (never through a
+        link); the CLI's own save-config callback, which would follow one, is told it is done."""
+        from lightning.pytorch.cli import SaveConfigCallback
+
+        for callback in trainer.callbacks:
+            if isinstance(callback, SaveConfigCallback) and not callback.already_saved:
+                if trainer.is_global_zero and callback.save_to_log_dir:
+                    text = callback.parser.dump(callback.config, skip_none=False)
+                    self._dir.write(outputdir.CONFIG_NAME, text.encode())
+                    self._written.append(outputdir.CONFIG_NAME)
+                callback.already_saved = True  # on every rank, so no rank waits on a broadcast
+
+    def _prepare_output_dir(
+        self, trainer: Trainer, names: list[str], folder: Path | None, found: str | None, earlier: journal.JournalState | None
+    ) -> None:
+        """Resume what an earlier run left (``earlier``), or replace it (``overwrite``); refusals were made before."""
         datamodule = trainer.datamodule
-        if self.resume and folder is not None:
-            earlier, wanted = journal.read_journal(out), set(names)
-            self._earlier = {name: row for name, row in earlier.complete(out).items() if name in wanted}
-            self._earlier_settings = earlier
+        if earlier is not None:
+            reuse = journal.reusable_rows(earlier, self._dir, self._plan, folder)
+            self._earlier = reuse.complete
             datamodule.skip = frozenset(self._earlier)
             if self._earlier and len(self._earlier) == len(names):
                 # Nothing to predict: Lightning's warning about an empty loader would only alarm.
                 warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
             if trainer.is_global_zero:
-                artifacts.remove_temporaries(out)
+                line = reuse.summary_line()
+                if line:
+                    say(line, error=True)
+                outputdir.remove_temporaries(self._dir, self._plan)
         elif trainer.is_global_zero:
             if found:
-                outputdir.remove_earlier_run(out, protect=folder)
-            journal.reset(out)
+                outputdir.remove_earlier_run(self._dir, self._plan, protect=folder)
+            journal.reset(self._dir)
 
     def _resolve_output_dir(self, trainer: Trainer) -> Path:
         if self.output_dir is not None:
@@ -284,16 +322,27 @@ class AnomalyMapWriter(Callback):
         self._pool = BatchWritePool(self.write_workers, max_batches)
         self._labels_from_threshold = _has_image_threshold(pl_module)  # one device sync, here, not per batch
         self._normalizer = self._map_normalizer(pl_module)
-        self._settings_for(trainer)
+        if trainer.ckpt_path and self._checkpoint is None:  # a script's trainer.predict(ckpt_path=...): known only now
+            self._checkpoint = str(Path(trainer.ckpt_path).resolve())
+            self._settings = self.run_settings(self._checkpoint, trainer.precision)
+            if self._earlier_journal is not None:
+                self._earlier_journal.check(self._settings, self.resolved_output_dir)
         if trainer.is_global_zero:
-            journal.mark_unfinished(self.resolved_output_dir)  # finished again only when the summaries are
-        self._journal = journal.Journal(self.resolved_output_dir, trainer.global_rank, self._settings)
+            journal.mark_unfinished(self._dir)  # finished again only when the summaries are
+        self._journal = journal.Journal(self._dir, trainer.global_rank, self._settings)
+        self._predicting = True
         self._started = time.perf_counter()
 
     def run_settings(self, checkpoint: str | Path | None, precision: str) -> dict:
-        """What decides the files' content; an output dir resumes only under the same settings."""
+        """What decides the files' content; an output dir resumes only under the same settings.
+
+        The checkpoint counts by its content (SHA-256), not its path: new weights saved over the old
+        file are another model, and a checkpoint moved elsewhere is the same one.
+        """
+        from anomalib_folder_ext.checkpoint import content_digest
+
         return {
-            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+            "checkpoint": content_digest(checkpoint) if checkpoint else None,
             "precision": str(precision),
             "npy": self.save_as_npy,
             "png": self.colormap if self.save_as_image else False,
@@ -323,15 +372,6 @@ class AnomalyMapWriter(Callback):
             raise InputError(msg)
         pixel_min, pixel_max, threshold = stats
         return partial(PostProcessor._normalize, norm_min=pixel_min, norm_max=pixel_max, threshold=threshold)  # noqa: SLF001
-
-    def _settings_for(self, trainer: Trainer) -> dict:
-        """This run's settings, once the checkpoint is loaded (after setup); checked against earlier runs."""
-        if self._settings is None:
-            if trainer.ckpt_path:
-                self._checkpoint = str(Path(trainer.ckpt_path).resolve())
-            self._settings = self.run_settings(self._checkpoint, trainer.precision)
-            self._earlier_settings.check(self._settings)
-        return self._settings
 
     # -- per batch ----------------------------------------------------------------------------
     def on_predict_batch_start(
@@ -366,15 +406,21 @@ class AnomalyMapWriter(Callback):
         if pred_labels is not None:
             tensors["pred_label"] = pred_labels
         copy = HostCopy(tensors)
-        notes = outputs.note or [""] * len(outputs.relative_path)
-        items = zip(outputs.relative_path, outputs.original_size, outputs.error, notes, strict=True)
-        self._keep(self._pool.submit(partial(self._write_one, copy, index, *item) for index, item in enumerate(items)))
+        size = len(outputs.relative_path)
+        items = zip(outputs.relative_path, outputs.original_size, outputs.error, outputs.note or [""] * size,
+                    outputs.source or [None] * size, strict=True)
+        # A resumed run predicts the batches of an uninterrupted run (the same maps, bit for bit);
+        # the images of them an earlier run finished are not written again.
+        jobs = [partial(self._write_one, copy, index, *item) for index, item in enumerate(items)
+                if item[0] not in self._earlier]
+        self._keep(self._pool.submit(jobs))
         self._keep(self._pool.collect_done())  # journal what is finished now, not a few batches later
 
     def _write_one(
-        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str
+        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str,
+        source: tuple[int, int] | None,
     ) -> summary.ImageResult:
-        row = summary.ImageResult(image=name, height=int(size[0]), width=int(size[1]), note=note)
+        row = summary.ImageResult(image=name, height=int(size[0]), width=int(size[1]), note=note, source=source)
         if error:
             row.status, row.error = "failed", error
             return row
@@ -384,19 +430,19 @@ class AnomalyMapWriter(Callback):
             row.pred_score = float(host["pred_score"][index])
         if "pred_label" in host:
             row.pred_label = bool(host["pred_label"][index])
-        stem = self._stems[name]
+        files = self._plan.files(name)
         if self.save_as_npy:
-            row.npy = f"{stem}{artifacts.NPY_SUFFIX}"
-            artifacts.atomic_write(self.resolved_output_dir / row.npy, artifacts.encode_npy(maps.image_map(host, "normalized", index).numpy()))
+            row.npy = files["npy"]
+            self._dir.write(row.npy, artifacts.encode_npy(maps.image_map(host, "normalized", index).numpy()))
         if self.save_as_image:
-            row.png = f"{stem}{artifacts.PNG_SUFFIX}"
+            row.png = files["png"]
             png = artifacts.encode_png(maps.image_map(host, "levels", index).numpy(), self.png_compress_level, palette=self._lut)
-            artifacts.atomic_write(self.resolved_output_dir / row.png, png)
+            self._dir.write(row.png, png)
         if self.save_overlay:
-            row.overlay = f"{stem}{self._overlay_suffix}"
+            row.overlay = files["overlay"]
             levels = maps.image_map(host, "levels", index).numpy()
             overlay = artifacts.blend_overlay(decode_rgb(self._folder / name, max_pixels=None), levels, self._lut, self.overlay_alpha)
-            artifacts.atomic_write(self.resolved_output_dir / row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
+            self._dir.write(row.overlay, artifacts.encode_overlay(overlay, self.overlay_format))
         return row
 
     def _keep(self, rows: list[summary.ImageResult]) -> None:
@@ -427,16 +473,26 @@ class AnomalyMapWriter(Callback):
             if trainer.is_global_zero:
                 done = len(self._rows) + len(self._earlier)
                 say(f"interrupted: {count(done)} images finished and recorded in {self.resolved_output_dir}; "
-                    "run the same command with --resume True (resume: true) to predict only the rest", error=True)
+                    f"run it again with {option_hint('resume')} to predict only the rest", error=True)
             raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
+        if isinstance(exception, InputError):
+            # One line and exit status 2, as for every input error. Checks made before the loop fail
+            # alike on every rank: rank 0 says it; a rank's own failure in the loop is said by that rank.
+            if trainer.is_global_zero or self._predicting:
+                prefix = "" if trainer.is_global_zero else f"rank {trainer.global_rank}: "
+                say(f"error: {prefix}{exception}", error=True)
+            raise SystemExit(EXIT_INPUT_ERROR)
 
     def _release(self, trainer: Trainer, failed: bool) -> None:
-        """Unlock the output dir; after a failure before any map, leave no config-only dir behind."""
-        if trainer.is_global_zero:
-            if failed and not self._rows and not self._earlier and self.resolved_output_dir is not None:
-                outputdir.remove_unused(self.resolved_output_dir, self._created_output_dir)
-            if self._lock is not None:
-                self._lock.release()
+        """Unlock the output dir; after a failure before any map, take back what this run wrote.
+
+        Only a run that held the lock touches anything: one refused by a live run's lock leaves
+        that run's files alone.
+        """
+        if trainer.is_global_zero and self._lock is not None and self._lock.held:
+            if failed and not self._rows and not self._earlier:
+                outputdir.remove_unused(self._dir, self._written, self._created_output_dir)
+            self._lock.release()
         self._lock = None
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -454,7 +510,7 @@ class AnomalyMapWriter(Callback):
             self._release(trainer, failed=False)
 
     def _finish(self, trainer: Trainer) -> None:
-        settings = self._settings_for(trainer)  # a rank with no images never ran on_predict_start
+        settings = self._settings
         finished = time.perf_counter()
         loop_s = finished - (self._first_batch_at or self._started)
         mine = RankReport(list(self._rows.values()), self._startup_s(), loop_s, _peak_memory(trainer))
@@ -470,9 +526,9 @@ class AnomalyMapWriter(Callback):
             if self.report:
                 from anomalib_folder_ext.report import write_report
 
-                write_report(self.resolved_output_dir, trainer.datamodule.folder_path, rows, parameters,
+                write_report(self._dir, trainer.datamodule.folder_path, rows, parameters,
                              self.report_top_k, self.colormap, self.overlay_alpha)
-            journal.write_finished(self.resolved_output_dir, {
+            journal.write_finished(self._dir, {
                 "settings": settings,
                 "images": journal.names_digest(order),
                 "count": len(rows),
@@ -555,9 +611,8 @@ class AnomalyMapWriter(Callback):
             "throughput": f"{predicted / loop_s:.2f} images/s" if loop_s > 0 else "",
             "peak memory": " / ".join(report.peak_memory for report in reports) + (f" ({per_rank[2:]})" if per_rank else ""),
         }
-        out = self.resolved_output_dir
-        artifacts.atomic_write(out / summary.CSV_NAME, summary.csv_text(rows).encode())
-        artifacts.atomic_write(out / summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
+        self._dir.write(summary.CSV_NAME, summary.csv_text(rows).encode())
+        self._dir.write(summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.top_count).encode())
         return parameters
 
 

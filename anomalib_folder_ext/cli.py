@@ -47,6 +47,20 @@ def _count(low: int):  # noqa: ANN202
     return parse
 
 
+def _finite(text: str) -> float:
+    """An argparse type: a finite number (``inf`` and ``nan`` would turn every map into NaN or 0)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        msg = f"expected a finite number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _colormap(name: str) -> str:
     from anomalib_folder_ext.artifacts import colormap_lut
 
@@ -67,17 +81,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=["per_image", "model", "fixed"], default="per_image",
                         help="per_image: each map's own min-max; model: anomalib's pixel normalisation from the "
                              "checkpoint (comparable across images); fixed: --vmin/--vmax of the raw map")
-    parser.add_argument("--vmin", type=float, help="with --normalization fixed: the raw value shown as 0")
-    parser.add_argument("--vmax", type=float, help="with --normalization fixed: the raw value shown as 1")
+    parser.add_argument("--vmin", type=_finite, help="with --normalization fixed: the raw value shown as 0")
+    parser.add_argument("--vmax", type=_finite, help="with --normalization fixed: the raw value shown as 1")
     parser.add_argument("--map_size", choices=["model", "original"], default="model",
                         help="maps at the model's input size, or resized to each image's own size")
     parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False",
                         help="also write <stem>_overlay.jpg: the colour-mapped map over the image")
-    parser.add_argument("--overlay_alpha", type=float, default=0.5, help="the map's weight in the overlay (0-1)")
+    parser.add_argument("--overlay_alpha", type=_finite, default=0.5, help="the map's weight in the overlay (0-1)")
     parser.add_argument("--report", type=_bool, default=False, metavar="True|False",
                         help="also write report.html and report.png: counts, score histogram, the top images")
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+    parser.add_argument("--allow_other_files", type=_bool, default=False, metavar="True|False",
+                        help="write into an output dir that holds other files and no run of this tool (default: "
+                             "refuse); a file of theirs under a name the run writes is refused all the same")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     parser.add_argument("--devices", default="1", help="number of devices, or auto")
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
@@ -243,6 +260,7 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                         "report": options.report,
                         "resume": bool(options.resume),
                         "overwrite": bool(getattr(options, "overwrite", False)),
+                        "allow_other_files": options.allow_other_files,
                     },
                 }
             ],
@@ -252,7 +270,7 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
 
 def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     """Everything that can be checked before the model loads; raises with a one-line message."""
-    from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
+    from anomalib_folder_ext.artifacts import default_output_dir
     from anomalib_folder_ext.discover import list_folder_images
 
     folder = resolve_folder(options)
@@ -263,15 +281,23 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     return checkpoint
 
 
-def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
-    """The writer's output-dir checks, made before anomalib loads; creates nothing."""
-    from anomalib_folder_ext import outputdir
-    from anomalib_folder_ext.artifacts import NPY_SUFFIX, ensure_writable, output_stems
+def output_names(options: argparse.Namespace, names: list[str]):  # noqa: ANN201
+    """The files each image gets under these options: the names the writer will use."""
+    from anomalib_folder_ext.runplan import OutputNames
 
-    names = [path.as_posix() for path in images]
+    return OutputNames.for_images(names, options.save_as_npy, options.save_as_image,
+                                  "jpg" if options.save_overlay else None)
+
+
+def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
+    """The writer's output-dir checks, with the writer's output names, made before anomalib loads; creates nothing."""
+    from anomalib_folder_ext import outputdir
+    from anomalib_folder_ext.artifacts import ensure_writable
+
+    plan = output_names(options, [path.as_posix() for path in images])
     ensure_writable(output_dir, create=False)
-    outputdir.check_output_dir(output_dir, folder, names, [f"{stem}{NPY_SUFFIX}" for stem in output_stems(names)],
-                               reuse=bool(options.resume or options.overwrite))
+    outputdir.check_output_dir(output_dir, folder, plan, reuse=bool(options.resume or options.overwrite),
+                               allow_other_files=options.allow_other_files)
 
 
 def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
@@ -289,15 +315,18 @@ def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
 
 
 def batch_folders(root: Path, options: argparse.Namespace) -> list[Path]:
-    """The image folders directly under ``root``, in natural order (output dirs and hidden ones left out)."""
-    from anomalib_folder_ext.discover import has_images, natural_key
+    """The image folders directly under ``root``, in natural order: hidden folders, this tool's output
+    dirs and output roots (the output root of this run among them) left out."""
+    from anomalib_folder_ext.discover import has_images, holds_run_records, natural_key
     from anomalib_folder_ext.errors import FolderInputError
 
     if not root.is_dir():
         raise FolderInputError(f"{root}: no such folder")
+    output_root = Path(options.output_root).resolve()
     folders = sorted(
         (path for path in root.iterdir()
          if path.is_dir() and not path.name.startswith((".", "inference_results_"))
+         and path.resolve() != output_root and not holds_run_records(path)
          and has_images(path, options.extensions, options.recursive)),  # listed in full once, by its datamodule
         key=natural_key,
     )
@@ -357,6 +386,22 @@ def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: boo
     return run_batches(base, jobs, output_root, resume, overwrite)
 
 
+def _one_line_errors(run, *args) -> int:  # noqa: ANN001
+    """Run anomalib; an input error found once it started (a checkpoint that does not fit, a folder's
+    override, a full disk) is one ``error:`` line and exit status 2, like the checks before it."""
+    from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, one_line_message
+
+    try:
+        status = run(*args)
+    except Exception as exc:
+        message = one_line_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    return status or 0
+
+
 def run_demo(options: argparse.Namespace) -> int:
     import os
 
@@ -383,7 +428,7 @@ def run_demo(options: argparse.Namespace) -> int:
             return 2
         scores = demo.evaluate(options.output_dir, assets.mask_folder)
         print(f"demo results : {Path(options.output_dir).resolve()} ({scores['images']} images)")
-        print(f"  maps       : *_anomaly.npy, *_anomaly.png; summary: results.csv, results_summary.txt")
+        print("  maps       : *_anomaly.npy, *_anomaly.png; summary: results.csv, results_summary.txt")
         print(f"  image AUROC: {scores['image_auroc']:.3f}   pixel AUROC: {scores['pixel_auroc']:.3f}")
         print("  (a demo model: random teacher, trained briefly on texture crops; for real use pass your own checkpoint)")
     return 0
@@ -429,16 +474,27 @@ def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[lis
         base = ["predict"]
         if options.model_path:
             base += _inline(predict_config(options, read_checked_checkpoint(options)))
+        elif options.allow_other_files:
+            base += ["--trainer.callbacks.init_args.allow_other_files", "true"]
         base += passthrough
         jobs = [FolderJob(Path(path).stem, ["--config", str(path)], origin=str(path)) for path in options.batches]
+    check_output_root(output_root)
     ensure_writable(output_root, create=False)
     return base, jobs
 
 
+def check_output_root(output_root: Path) -> None:
+    """The output root's own refusals (see :func:`anomalib_folder_ext.batches.check_output_root`), before anything loads."""
+    from anomalib_folder_ext.batches import check_output_root as check
+
+    check(output_root)
+
+
 def _writer_flags(options: argparse.Namespace) -> list[str]:
-    """``--resume`` / ``--overwrite`` for a run from configs: the writer is the last callback, as in configs/folder.yaml."""
+    """``--resume`` / ``--overwrite`` / ``--allow_other_files`` for a run from configs: the writer is the last
+    callback, as in configs/folder.yaml."""
     flags = []
-    for name in ("resume", "overwrite"):
+    for name in ("resume", "overwrite", "allow_other_files"):
         if getattr(options, name, None):
             flags += [f"--trainer.callbacks.init_args.{name}", "true"]
     return flags
@@ -447,20 +503,25 @@ def _writer_flags(options: argparse.Namespace) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
+    import os
+
+    from anomalib_folder_ext.console import COMMAND_ENV, VERBOSE_ENV
+
     if getattr(options, "verbose", False):
-        import os
-
-        from anomalib_folder_ext.console import VERBOSE_ENV
-
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
+    os.environ[COMMAND_ENV] = options.command  # messages name this command's flags
     if options.command in {"demo", "split"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":
         return run_demo(options)
-    if getattr(options, "normalization", None) == "fixed" and not (
-        options.vmin is not None and options.vmax is not None and options.vmax > options.vmin
-    ):
-        parser.error("--normalization fixed needs --vmin and --vmax, with vmin < vmax")
+    if options.command in {"predict", "batches"}:
+        from anomalib_folder_ext.options import fixed_range_problem
+
+        problem = fixed_range_problem(options.normalization, options.vmin, options.vmax)
+        if problem:
+            for name in ("vmin", "vmax", "normalization"):  # the flags' spelling
+                problem = problem.replace(name, f"--{name}")
+            parser.error(problem)
     with_configs = "--config" in passthrough or any(arg.startswith("--config=") for arg in passthrough)
     if options.command == "predict":
         if options.resume and options.overwrite:
@@ -488,11 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.print_config:
             run_anomalib([*base, *jobs[0].args, "--print_config"])
             return 0
-        return run_batch_folders(base, jobs, options.output_root, options.resume, getattr(options, "overwrite", False))
+        return _one_line_errors(run_batch_folders, base, jobs, options.output_root, options.resume,
+                                getattr(options, "overwrite", False))
     if options.print_config:
         args.append("--print_config")
-    run_anomalib(args)
-    return 0
+    return _one_line_errors(run_anomalib, args)
 
 
 def _message(exc: BaseException) -> str:

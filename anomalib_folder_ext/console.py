@@ -15,6 +15,8 @@ import sys
 import warnings
 
 VERBOSE_ENV = "ANOMALIB_FOLDER_VERBOSE"
+# Set by ``anomalib-folder`` to the subcommand it runs, so a message names the flag that works there.
+COMMAND_ENV = "ANOMALIB_FOLDER_COMMAND"
 EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
 
@@ -66,6 +68,26 @@ def _one_root_handler() -> None:
         for handler in list(root.handlers):
             if type(handler) is logging.StreamHandler:
                 root.removeHandler(handler)
+
+
+def option_hint(name: str) -> str:
+    """How to turn the writer's option ``name`` on in the command that is running.
+
+    ``anomalib-folder`` has its own flags; under ``anomalib predict`` the writer is the last
+    callback of the shipped configs, so its options are ``--trainer.callbacks.init_args.*``.
+
+    Example:
+        >>> os.environ.pop(COMMAND_ENV, None) and None
+        >>> option_hint("overwrite")
+        '--trainer.callbacks.init_args.overwrite true'
+    """
+    command = os.environ.get(COMMAND_ENV)
+    if command == "batches":
+        return {"overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(
+            name, f"--{name} True")
+    if command:
+        return f"--{name} True"
+    return f"--trainer.callbacks.init_args.{name} true"
 
 
 def say(line: str, error: bool = False) -> None:

@@ -36,6 +36,7 @@ from anomalib_folder_ext.artifacts import default_output_dir
 from anomalib_folder_ext.console import quiet_under_cli
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
 from anomalib_folder_ext.errors import FolderInputError
+from anomalib_folder_ext.journal import file_stamp
 
 DEFAULT_IMAGE_SIZE = (256, 256)
 
@@ -59,6 +60,7 @@ class FolderImageItem(ImageItem):
     original_size: tuple[int, int] = (0, 0)  # (H, W) of the file
     error: str = ""  # why the file could not be read; "" when it was
     note: str = ""  # what was changed on the way in (16-bit scaled, alpha dropped, ...); "" when nothing
+    source: tuple[int, int] | None = None  # (size, mtime_ns) of the file as read, for resume to compare
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:
@@ -77,6 +79,7 @@ class FolderImageBatch(ImageBatch):
     original_size: list[tuple[int, int]] | None = None
     error: list[str] | None = None
     note: list[str] | None = None
+    source: list[tuple[int, int] | None] | None = None
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:
@@ -97,7 +100,8 @@ def _to_float(image: torch.Tensor) -> torch.Tensor:
 # its limit (a 13000 x 13000 PNG took 3.8 GB) and would print that warning from every worker.
 PILImage.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 100_000_000  # 10,000 x 10,000: above any camera frame, about 300 MB decoded
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_WIDE_MODES = {"I": "32-bit integer", "F": "32-bit float"}  # Pillow's 32-bit grey modes
 
 
 def decode_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -108,9 +112,11 @@ def decode_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.nd
 def decode_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     """The file as (H, W, 3) ``uint8`` RGB, and notes on what was changed on the way in.
 
-    The pixels are those anomalib's ``read_image`` (``convert("RGB")``) gives, except 16-bit grey,
-    which Pillow would clip to white: it is scaled to 8 bits (``/ 257``) instead. Raises
-    ``ValueError`` for an image of more than ``max_pixels`` before decoding it.
+    The pixels are those anomalib's ``read_image`` (``convert("RGB")``) gives, except where Pillow
+    would clip grey of more than 8 bits to white: 16-bit grey is scaled to 8 bits (``/ 257``);
+    32-bit integer or float grey, whose range no format states, is scaled from its own min..max
+    (the note gives that range). Raises ``ValueError`` for an image of more than ``max_pixels``
+    before decoding it.
     """
     notes: list[str] = []
     with PILImage.open(path) as picture:
@@ -126,14 +132,28 @@ def decode_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tup
             notes.append(f"EXIF orientation {orientation} not applied (pixels as stored)")
         if "A" in picture.mode or "transparency" in picture.info:
             notes.append("alpha dropped")
-        if picture.mode in _SIXTEEN_BIT_MODES:
+        sixteen_in_i = picture.mode == "I" and any(";16" in str(tile.args) for tile in picture.tile[:1])
+        if picture.mode in _SIXTEEN_BIT_MODES or sixteen_in_i:
             notes.append("16-bit scaled to 8")
             grey = np.asarray(picture, dtype=np.float32)
             level = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
             return np.repeat(level[..., None], 3, axis=2), notes
+        if picture.mode in _WIDE_MODES:
+            level, low, high = _own_range_to_8_bits(np.asarray(picture, dtype=np.float64))
+            notes.append(f"{_WIDE_MODES[picture.mode]} scaled from its own range {low:g}..{high:g} to 8 bits")
+            return np.repeat(level[..., None], 3, axis=2), notes
         if any(";16" in str(tile.args) for tile in picture.tile[:1]):
             notes.append("16-bit scaled to 8")  # 16-bit RGB: Pillow keeps the high byte
         return np.array(picture.convert("RGB")), notes  # a writable copy: torch.from_numpy needs one
+
+
+def _own_range_to_8_bits(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``values`` scaled linearly from their finite min..max to 0..255 (all 0 when flat); and that range."""
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    spread = high - low
+    scaled = np.where(np.isfinite(values), values - low, 0.0) * (255.0 / spread if spread > 0 else 0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), low, high
 
 
 def _reason(path: Path, exc: Exception) -> str:
@@ -179,6 +199,7 @@ class FolderImageDataset(Dataset):
         relative = self.relative_paths[index]
         path = self.root / relative
         error, notes = "", []
+        source = file_stamp(path)  # before reading: a file replaced while it is read reads as changed next time
         try:
             pixels, notes = decode_image(path, self.max_pixels)
             original_size = (int(pixels.shape[0]), int(pixels.shape[1]))
@@ -195,6 +216,7 @@ class FolderImageDataset(Dataset):
             original_size=original_size,
             error=error,
             note="; ".join(notes),
+            source=source,
         )
 
     def collate(self, items: list[FolderImageItem]) -> FolderImageBatch:
@@ -215,6 +237,7 @@ class FolderImageDataset(Dataset):
             original_size=[item.original_size for item in items],
             error=[item.error for item in items],
             note=[item.note for item in items],
+            source=[item.source for item in items],
         )
 
     @property
@@ -222,20 +245,49 @@ class FolderImageDataset(Dataset):
         return self.collate
 
 
+def scheduled_indices(names: Sequence[str], skip: frozenset[str], world_size: int, rank: int, batch_size: int) -> list[int]:
+    """The images rank ``rank`` of ``world_size`` predicts: ``rank, rank + n, rank + 2n, ...`` (each image
+    once, no padding), less the batches in which an earlier run finished every image.
+
+    A batch with anything left to do is predicted whole, so a resumed run's batches are an
+    uninterrupted run's batches and its maps the same bits (a map can differ in the last bits with
+    the batch size it was computed in); the writer does not write the images finished before.
+    Cut into ``batch_size`` pieces, the indices give back exactly those batches: all but the last
+    batch of a rank are full.
+
+    Example:
+        >>> names = ["a", "b", "c", "d", "e"]
+        >>> scheduled_indices(names, frozenset(), 2, 1, 2)
+        [1, 3]
+        >>> scheduled_indices(names, frozenset({"a", "b", "d"}), 1, 0, 2)  # [a b] done, [c d] has c left
+        [2, 3, 4]
+    """
+    mine = list(range(rank, len(names), world_size))
+    if not skip:
+        return mine
+    kept: list[int] = []
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start:start + batch_size]
+        if any(names[index] not in skip for index in batch):
+            kept += batch
+    return kept
+
+
 class FolderShardSampler(DistributedSampler):
-    """Rank ``r`` of ``n`` takes images ``r, r + n, r + 2n, ...``: each image exactly once, no padding.
+    """Yields the indices :func:`scheduled_indices` gives one rank (all of its images by default).
 
     Lightning's own predict sampler asserts that every rank gets at least one image; this one
     lets a rank get none (1 image on 2 GPUs), and its loader is then simply empty.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, indices: Sequence[int] | None = None) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.indices = list(indices) if indices is not None else list(range(rank, len(dataset), num_replicas))
+        self.num_samples = len(self.indices)
         self.total_size = len(dataset)
 
     def __iter__(self):  # noqa: ANN204
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        return iter(self.indices)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -297,7 +349,7 @@ class FolderDataModule(AnomalibDataModule):
         self.category = self.folder_path.resolve().name
         self.relative_paths: list[Path] = []
         # Images an earlier, interrupted run already finished (set by a resuming writer): they stay
-        # in relative_paths (names, order, summaries) but are not predicted again.
+        # in relative_paths (names, order, summaries); batches of nothing else are not predicted again.
         self.skip: frozenset[str] = frozenset()
         self.predict_data: FolderImageDataset | None = None
 
@@ -316,13 +368,6 @@ class FolderDataModule(AnomalibDataModule):
             self.relative_paths = list_folder_images(
                 self.folder_path, self.extensions, self.recursive, exclude=self.output_dir
             )
-
-    @property
-    def pending_paths(self) -> list[Path]:
-        """The images this run predicts: all of them, less :attr:`skip`."""
-        if not self.skip:
-            return self.relative_paths
-        return [path for path in self.relative_paths if path.as_posix() not in self.skip]
 
     def resolve_image_size(self) -> tuple[int, int]:
         """The model's input size when a model is attached; checked against ``image_size``."""
@@ -361,12 +406,13 @@ class FolderDataModule(AnomalibDataModule):
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
         self.predict_data = FolderImageDataset(
-            self.folder_path, self.pending_paths, self.resolve_image_size(), self.max_pixels
+            self.folder_path, self.relative_paths, self.resolve_image_size(), self.max_pixels
         )
         trainer = getattr(self, "trainer", None)
-        sampler = None
-        if trainer is not None and trainer.world_size > 1:
-            sampler = FolderShardSampler(self.predict_data, trainer.world_size, trainer.global_rank)
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        names = [path.as_posix() for path in self.relative_paths]
+        indices = scheduled_indices(names, self.skip, world_size, rank, self.batch_size)
+        sampler = FolderShardSampler(self.predict_data, world_size, rank, indices)
         return DataLoader(
             self.predict_data,
             batch_size=self.batch_size,

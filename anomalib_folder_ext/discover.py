@@ -14,6 +14,9 @@ from pathlib import Path, PurePath
 from anomalib_folder_ext.errors import FolderInputError
 
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff")
+# What marks a folder this tool wrote: an output dir holds .journal/, the output root of a
+# multi-folder run all_batches.json. Their maps and reports are never read back as inputs.
+RUN_RECORD_NAMES: tuple[str, ...] = (".journal", "all_batches.json")
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -61,6 +64,11 @@ def discover_images(
     return [Path(name) for name in sorted(_iter_images(Path(folder), extensions, recursive), key=natural_key)]
 
 
+def holds_run_records(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an output dir or output root of this tool (see :data:`RUN_RECORD_NAMES`)."""
+    return any(os.path.lexists(os.path.join(folder, name)) for name in RUN_RECORD_NAMES)
+
+
 def has_images(folder: str | Path, extensions: Sequence[str] = DEFAULT_EXTENSIONS, recursive: bool = False) -> bool:
     """Whether :func:`discover_images` would find anything; stops at the first image."""
     return next(_iter_images(Path(folder), extensions, recursive), None) is not None
@@ -69,7 +77,7 @@ def has_images(folder: str | Path, extensions: Sequence[str] = DEFAULT_EXTENSION
 def _iter_images(root: Path, extensions: Sequence[str], recursive: bool) -> Iterator[str]:
     """Relative POSIX names of the images under ``root``. ``os.scandir`` and plain strings: 100,000
     files are listed in well under a second (``benchmarks/scale.py``); symlinked folders are not
-    followed, as ``Path.rglob`` does not follow them."""
+    followed, as ``Path.rglob`` does not follow them, and this tool's output folders are not entered."""
     wanted = {f".{ext}" for ext in normalize_extensions(extensions)}
     pending = [("", os.fspath(root))]
     while pending:
@@ -80,7 +88,8 @@ def _iter_images(root: Path, extensions: Sequence[str], recursive: bool) -> Iter
                 if name.startswith("."):
                     continue
                 if recursive and entry.is_dir(follow_symlinks=False):
-                    pending.append((f"{prefix}{name}/", entry.path))
+                    if not holds_run_records(entry.path):
+                        pending.append((f"{prefix}{name}/", entry.path))
                     continue
                 dot = name.rfind(".")
                 if dot <= 0 or name[dot:].lower() not in wanted:
@@ -106,6 +115,10 @@ def list_folder_images(
         raise FolderInputError(msg)
     if not folder.is_dir():
         msg = f"folder_path {folder}: not a folder"
+        raise FolderInputError(msg)
+    if holds_run_records(folder):
+        msg = (f"folder_path {folder}: is an output folder of this tool (it holds {' or '.join(RUN_RECORD_NAMES)}); "
+               "its maps are not images to predict: point folder_path at the images")
         raise FolderInputError(msg)
     extensions = normalize_extensions(extensions)
     try:

@@ -4,12 +4,18 @@
 screen of frames. For our own input errors the message already names the file and the problem,
 so an uncaught one is printed as a single line; every other exception keeps the previous hook.
 Set ``ANOMALIB_FOLDER_TRACEBACK=1`` to see full tracebacks anyway.
+
+Every such error exits with status 2, whichever command raised it and whenever: the hook cannot
+set the status Python exits with, so it ends the process itself, after the exit handlers ran.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+
+EXIT_INPUT_ERROR = 2  # bad input, as argparse reports a usage error
 
 
 class InputError(ValueError):
@@ -30,6 +36,10 @@ class InputError(ValueError):
 
 class FolderInputError(InputError):
     """The input folder cannot be used."""
+
+
+class OutputDirError(InputError):
+    """The output dir cannot be used, created or written; the message names it."""
 
 
 def one_line_message(exc: BaseException) -> str | None:
@@ -64,9 +74,21 @@ def _one_line_hook(previous):  # noqa: ANN001, ANN202
             previous(exc_type, exc, tb)
         else:
             print(f"error: {message}", file=sys.stderr)
+            exit_now(EXIT_INPUT_ERROR)
 
     hook.anomalib_folder_ext = True
     return hook
+
+
+def exit_now(status: int) -> None:
+    """End the process with ``status`` from an exception hook: flush, run the exit handlers, exit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (DataLoader workers, temp dirs)
+    os._exit(status)
 
 
 def install_excepthook() -> None:

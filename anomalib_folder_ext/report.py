@@ -14,6 +14,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from PIL import Image, ImageDraw
 from anomalib_folder_ext import artifacts
 from anomalib_folder_ext.artifacts import display_name
 from anomalib_folder_ext.maps import quantize
+from anomalib_folder_ext.owned import OwnedDir
 from anomalib_folder_ext.summary import ImageResult, most_anomalous, score_statistics
 
 REPORT_HTML = "report.html"
@@ -36,6 +38,18 @@ class ReportItem:
     row: ImageResult
     image: np.ndarray | None
     overlay: np.ndarray | None
+
+
+def file_href(relative: str) -> str:
+    """A link to a file near the page: URL-encoded and relative, so a name is never read as a scheme
+    (``javascript:x.png``), a fragment (``#``) or a query (``?``).
+
+    Example:
+        >>> file_href("javascript:alert(1);x_anomaly.png"), file_href("a #1?.png"), file_href("../out/report.html")
+        ('./javascript%3Aalert%281%29%3Bx_anomaly.png', './a%20%231%3F.png', '../out/report.html')
+    """
+    encoded = quote(relative, safe="/")
+    return encoded if encoded.startswith("../") else f"./{encoded}"
 
 
 def score_histogram(rows: Sequence[ImageResult], bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +73,7 @@ def report_items(
     rows: Sequence[ImageResult], output_dir: Path, folder: Path, top_k: int, lut: np.ndarray, alpha: float = 0.5
 ) -> list[ReportItem]:
     """Thumbnails of the ``top_k`` highest scores: the overlay file if written, else the PNG's levels
-    (or the NPY) laid over the input image; an input that cannot be read again shows the map alone."""
+    (or the NPY) laid over the input image; an input or a map that cannot be read shows what remains."""
     from anomalib_folder_ext.data import decode_rgb
 
     items = []
@@ -68,21 +82,31 @@ def report_items(
             image = decode_rgb(folder / row.image)
         except Exception:  # noqa: BLE001 - moved or deleted since the run: show what remains
             image = None
-        overlay = None
-        if row.overlay:
-            overlay = decode_rgb(output_dir / row.overlay)
-        else:
-            levels = None
-            if row.png:
-                levels = np.asarray(Image.open(output_dir / row.png))
-            elif row.npy:
-                levels = quantize(torch.from_numpy(np.load(output_dir / row.npy))).numpy()
-            if levels is not None:
-                overlay = artifacts.blend_overlay(image, levels, lut, alpha) if image is not None else lut[levels]
+        try:
+            overlay = _overlay(row, output_dir, image, lut, alpha)
+        except Exception:  # noqa: BLE001 - a map deleted or damaged since it was written
+            overlay = None
         items.append(ReportItem(
             row, _thumbnail(image) if image is not None else None, _thumbnail(overlay) if overlay is not None else None
         ))
     return items
+
+
+def _overlay(row: ImageResult, output_dir: Path, image: np.ndarray | None, lut: np.ndarray, alpha: float) -> np.ndarray | None:
+    from anomalib_folder_ext.data import decode_rgb
+
+    overlay = None
+    if row.overlay:
+        overlay = decode_rgb(output_dir / row.overlay)
+    else:
+        levels = None
+        if row.png:
+            levels = np.asarray(Image.open(output_dir / row.png))
+        elif row.npy:
+            levels = quantize(torch.from_numpy(np.load(output_dir / row.npy))).numpy()
+        if levels is not None:
+            overlay = artifacts.blend_overlay(image, levels, lut, alpha) if image is not None else lut[levels]
+    return overlay
 
 
 def _data_uri(image: np.ndarray) -> str:
@@ -121,7 +145,7 @@ def html_text(
     cards = []
     for rank, item in enumerate(items, 1):
         row = item.row
-        links = " ".join(f'<a href="{escape(name)}">{label}</a>' for label, name in
+        links = " ".join(f'<a href="{escape(file_href(name))}">{label}</a>' for label, name in
                          (("NPY", row.npy), ("PNG", row.png), ("overlay", row.overlay)) if name)
         pictures = "".join(
             f'<img src="{_data_uri(picture)}" alt="{escape(alt)} of {escape(display_name(row.image))}">'
@@ -135,7 +159,7 @@ def html_text(
     failed = [row for row in rows if row.status != "ok"]
     failed_html = "".join(f"<li>{escape(display_name(row.image))}: {escape(display_name(row.error))}</li>" for row in failed)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="anomalib-folder-ext"><title>{escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 24px; color: #222; }}
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 12px 2px 0; vertical-align: top; }}
@@ -153,7 +177,7 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 <div class="cards">{''.join(cards)}</div>
 {f'<h2>Failed images ({len(failed)})</h2><ul>{failed_html}</ul>' if failed else ''}
 <h2>Run</h2><table>{facts}</table>
-<p>All rows: <a href="results.csv">results.csv</a> · <a href="results_summary.txt">results_summary.txt</a></p>
+<p>All rows: <a href="./results.csv">results.csv</a> · <a href="./results_summary.txt">results_summary.txt</a></p>
 <script>
 window.addEventListener("load", () => {{
   const images = [...document.images];
@@ -200,7 +224,7 @@ def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[Repor
 
 
 def write_report(
-    output_dir: str | Path,
+    output_dir: OwnedDir,
     folder: str | Path,
     rows: Sequence[ImageResult],
     parameters: Mapping[str, object],
@@ -209,16 +233,12 @@ def write_report(
     alpha: float = 0.5,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.png`` into ``output_dir``; their paths."""
-    output_dir, folder = Path(output_dir), Path(folder)
+    folder = Path(folder)
     title = f"Anomaly report: {folder.resolve().name}"
-    items = report_items(rows, output_dir, folder, top_k, artifacts.colormap_lut(colormap), alpha)
-    html_path, png_path = output_dir / REPORT_HTML, output_dir / REPORT_PNG
-    artifacts.atomic_write(html_path, html_text(title, parameters, rows, items).encode())
-    artifacts.atomic_write(png_path, artifacts.encode_overlay(contact_sheet(title, rows, items), "png"))
-    return html_path, png_path
-
-
-INDEX_HTML = "index.html"
+    items = report_items(rows, output_dir.real, folder, top_k, artifacts.colormap_lut(colormap), alpha)
+    output_dir.write(REPORT_HTML, html_text(title, parameters, rows, items).encode())
+    output_dir.write(REPORT_PNG, artifacts.encode_overlay(contact_sheet(title, rows, items), "png"))
+    return output_dir.path / REPORT_HTML, output_dir.path / REPORT_PNG
 
 
 def index_html(reports: Sequence, title: str = "Batch folders") -> str:
@@ -232,18 +252,19 @@ def index_html(reports: Sequence, title: str = "Batch folders") -> str:
     for report in reports:
         stats = score_statistics(report.rows)
         top = f"{stats['score_max']:.6g}" if stats["ok"] else ""
-        folder = escape(report.output_dir)
+        folder = report.output_dir
+        links = " · ".join(f'<a href="{escape(file_href(f"{folder}/{name}"))}">{label}</a>'
+                           for label, name in (("report", REPORT_HTML), ("results.csv", "results.csv")))
         lines.append(
-            f"<tr><td>{escape(report.name)}</td><td>{stats['images']}</td><td>{stats['ok']}</td>"
-            f"<td>{stats['failed']}</td><td>{stats['above_threshold']}</td><td>{top}</td>"
-            f'<td><a href="{folder}/{REPORT_HTML}">report</a> · <a href="{folder}/results.csv">results.csv</a></td></tr>'
+            f"<tr><td>{escape(display_name(report.name))}</td><td>{stats['images']}</td><td>{stats['ok']}</td>"
+            f"<td>{stats['failed']}</td><td>{stats['above_threshold']}</td><td>{top}</td><td>{links}</td></tr>"
         )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="anomalib-folder-ext"><title>{escape(title)}</title>
 <style>body {{ font-family: sans-serif; margin: 24px; }} td, th {{ padding: 2px 14px 2px 0; text-align: left; }}</style>
 </head><body><h1>{escape(title)}</h1>
 <table><tr><th>batch</th><th>images</th><th>ok</th><th>failed</th><th>above threshold</th><th>max score</th><th></th></tr>
 {"".join(lines)}</table>
-<p>Every image: <a href="all_batches.csv">all_batches.csv</a> · <a href="all_batches_summary.txt">all_batches_summary.txt</a></p>
+<p>Every image: <a href="./all_batches.csv">all_batches.csv</a> · <a href="./all_batches_summary.txt">all_batches_summary.txt</a></p>
 </body></html>
 """

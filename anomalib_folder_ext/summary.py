@@ -8,7 +8,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +39,53 @@ class ImageResult:
     pred_label: bool | None = None
     width: int = 0
     height: int = 0
+    # The input file as it was read, (size, mtime_ns): kept in the journal, not in results.csv, so
+    # resume can tell an image replaced under the same name.
+    source: tuple[int, int] | None = field(default=None, metadata={"csv": False})
 
 
-CSV_COLUMNS: tuple[str, ...] = tuple(field.name for field in fields(ImageResult))
+CSV_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(ImageResult) if column.metadata.get("csv", True))
+_TEXT_COLUMNS = frozenset(("image", "status", "error", "note", "npy", "png", "overlay"))
+# A cell a spreadsheet would run as a formula starts with one of these; such a cell gets a leading
+# apostrophe (so does one that starts with an apostrophe, so reading it back is exact).
+_FORMULA_START = ("=", "+", "-", "@", "'")
+
+
+def csv_safe(text: str) -> str:
+    """A text cell that no spreadsheet runs as a formula: ``=1+1`` becomes ``'=1+1``.
+
+    Example:
+        >>> csv_safe("=HYPERLINK(x).png"), csv_safe("plain.png"), csv_unsafe(csv_safe("-a.png"))
+        ("'=HYPERLINK(x).png", 'plain.png', '-a.png')
+    """
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
+def csv_unsafe(text: str) -> str:
+    """The value a :func:`csv_safe` cell stands for."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 def read_results(output_dir: str | Path) -> list[dict[str, str]]:
-    """The rows of a finished run's ``results.csv``, in order, every value as written (text)."""
-    with (Path(output_dir) / CSV_NAME).open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    """The rows of a finished run's ``results.csv``, in order, every value as its text (formula guards undone).
+
+    A link named ``results.csv`` is not read (``OSError``): what a run reads back is its own file.
+    """
+    from anomalib_folder_ext.owned import OwnedDir
+
+    with OwnedDir(output_dir) as directory:
+        text = directory.read_bytes(CSV_NAME).decode("utf-8")
+    return parse_results(text)
+
+
+def parse_results(text: str) -> list[dict[str, str]]:
+    """``results.csv`` text as rows; ``ValueError`` when it is not a table of this tool's columns."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or not {"image", "status"} <= set(reader.fieldnames):
+        msg = f"not a {CSV_NAME} of this tool (no image and status columns)"
+        raise ValueError(msg)
+    return [{key: csv_unsafe(value) if key in _TEXT_COLUMNS and value else value for key, value in row.items()}
+            for row in reader]
 
 
 def row_from_csv(values: Mapping[str, str]) -> ImageResult:
@@ -78,13 +116,18 @@ def _cell(value: object) -> str:
     return display_name(str(value))
 
 
+def _csv_cells(row: ImageResult) -> list[str]:
+    return [csv_safe(_cell(getattr(row, name))) if name in _TEXT_COLUMNS else _cell(getattr(row, name))
+            for name in CSV_COLUMNS]
+
+
 def csv_text(rows: Iterable[ImageResult]) -> str:
     """The CSV file's content: header plus one line per row, in the order given."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow([_cell(value) for value in asdict(row).values()])
+        writer.writerow(_csv_cells(row))
     return buffer.getvalue()
 
 
@@ -198,11 +241,9 @@ def combined_csv_text(reports: Sequence[BatchReport]) -> str:
     writer.writerow(("batch", *CSV_COLUMNS))
     for report in reports:
         for row in report.rows:
-            values = asdict(row)
-            for key in ("npy", "png"):
-                if values[key]:
-                    values[key] = f"{report.output_dir}/{values[key]}"
-            writer.writerow([report.name, *(_cell(value) for value in values.values())])
+            located = replace(row, **{key: f"{report.output_dir}/{getattr(row, key)}" for key in ("npy", "png", "overlay")
+                                      if getattr(row, key)})
+            writer.writerow([csv_safe(display_name(report.name)), *_csv_cells(located)])
     return buffer.getvalue()
 
 

@@ -1,6 +1,4 @@
 import io
-import os
-from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -75,17 +73,6 @@ def test_npy_round_trips_exactly():
     restored = np.load(io.BytesIO(artifacts.encode_npy(array)))
     assert restored.dtype == np.float32
     np.testing.assert_array_equal(restored, array)
-
-
-def test_atomic_write_creates_parents_and_leaves_no_temp(tmp_path):
-    target = tmp_path / "x" / "y" / "f.bin"
-    artifacts.atomic_write(target, b"first")
-    artifacts.atomic_write(target, b"second")
-    assert target.read_bytes() == b"second"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private 0600
 
 
 def test_ensure_writable_names_the_folder(tmp_path):

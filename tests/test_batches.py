@@ -155,7 +155,7 @@ def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint):
     assert result.stdout.count("[1/2]") == 1  # one rank prints
     index = (work / "ddp" / "index.html").read_text()  # one page linking each folder's report
     for name in ("batch_01", "batch_03"):
-        assert f'href="inference_results_{name}/report.html"' in index
+        assert f'href="./inference_results_{name}/report.html"' in index
         assert (work / "ddp" / f"inference_results_{name}" / "report.png").is_file()
 
 

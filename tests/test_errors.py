@@ -108,19 +108,20 @@ def test_anomalib_predict_errors_stay_one_line(override, fragments, inputs, chec
 
 
 def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_finished_maps(checkpoint, tmp_path):
-    """The write pool's error reaches the user; maps already computed are still written; no summary."""
+    """The write pool's error reaches the user (one line, exit 2); maps already computed are still
+    written; no summary. The last image's map name is longer than a file name may be."""
     folder = tmp_path / "in"
     names = [f"{letter}.png" for letter in "abcde"]
-    write_images(folder, {**{name: ((64, 64), "PNG") for name in names}, "sub/x.png": ((64, 64), "PNG")})
+    too_long = "z" * 246 + ".png"  # a legal name; its map's name, z..z_anomaly.npy, is 258 bytes
+    write_images(folder, {**{name: ((64, 64), "PNG") for name in names}, too_long: ((64, 64), "PNG")})
     output_dir = tmp_path / "out"
-    output_dir.mkdir()
-    (output_dir / "sub").write_text("a file where the writer needs a folder")
     result = run_cli(
         ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
-         "--output_dir", str(output_dir), "--recursive", "True", "--batch_size", "2", "--save_as_image", "False"],
+         "--output_dir", str(output_dir), "--batch_size", "2", "--save_as_image", "False"],
         cwd=tmp_path,
     )
-    assert_one_line_error(result, str(output_dir / "sub" / "x_anomaly.npy"), "cannot write")
+    assert result.returncode == 2
+    assert_one_line_error(result, str(output_dir / f"{'z' * 246}_anomaly.npy"), "cannot write (File name too long)")
     assert sorted(p.name for p in output_dir.glob("*.npy")) == [f"{letter}_anomaly.npy" for letter in "abcde"]
     assert not (output_dir / "results.csv").exists() and not list(output_dir.glob(".*.tmp"))
 

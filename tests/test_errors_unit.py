@@ -18,10 +18,12 @@ def test_input_errors_become_one_line_and_bugs_do_not():
     assert one_line_message(RuntimeError("Error(s) in loading state_dict for Padim")) is None
 
 
-def test_uncaught_input_error_prints_one_line_and_fails():
-    code = "import anomalib_folder_ext.errors as e; e.install_excepthook(); raise e.FolderInputError('folder_path /x: no such folder')"
+def test_uncaught_input_error_prints_one_line_and_exits_2_after_the_exit_handlers():
+    code = ("import atexit, anomalib_folder_ext.errors as e; e.install_excepthook(); "
+            "atexit.register(lambda: print('exit handler ran')); "
+            "raise e.FolderInputError('folder_path /x: no such folder')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2 and result.stdout == "exit handler ran\n"
     assert result.stderr == "error: folder_path /x: no such folder\n"
 
 

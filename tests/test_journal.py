@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 
 import pytest
 
 from anomalib_folder_ext import journal
+from anomalib_folder_ext.owned import OwnedDir
+from anomalib_folder_ext.runplan import OutputNames
 from anomalib_folder_ext.summary import (
     BatchReport, ImageResult, combined_csv_text, combined_summary_text, csv_text, row_from_csv,
 )
@@ -16,11 +19,12 @@ from anomalib_folder_ext.summary import (
 SETTINGS = {"checkpoint": "/m.ckpt", "precision": "32-true", "npy": True, "png": "jet"}
 
 
-def row(name: str, score: float, status: str = "ok", **extra) -> ImageResult:
+def row(name: str, score: float, status: str = "ok", source=(10, 20), **extra) -> ImageResult:
     stem = name.rsplit(".", 1)[0]
     files = {"npy": f"{stem}_anomaly.npy", "png": f"{stem}_anomaly.png"} if status == "ok" else {}
     return ImageResult(name, status=status, score=score, raw_min=-0.1234567891, raw_mean=1 / 3,
-                       norm_mean=0.25, pred_score=0.5, pred_label=score > 1 if status == "ok" else None, width=5, height=4, **files, **extra)
+                       norm_mean=0.25, pred_score=0.5, pred_label=score > 1 if status == "ok" else None, width=5, height=4,
+                       source=source, **files, **extra)
 
 
 def touch_outputs(out, rows):
@@ -30,9 +34,21 @@ def touch_outputs(out, rows):
                 (out / name).write_bytes(b"x")
 
 
+def inputs_of(folder, rows):
+    """The input images the rows describe, with the size and modification time the rows record."""
+    folder.mkdir(exist_ok=True)
+    stamped = []
+    for item in rows:
+        path = folder / item.image
+        path.write_bytes(b"image " + item.image.encode())
+        stamp = journal.file_stamp(path)
+        stamped.append(ImageResult(**{**item.__dict__, "source": stamp}))
+    return stamped
+
+
 def test_rows_come_back_exactly_and_a_torn_last_line_is_ignored(tmp_path):
     rows = [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="OSError: bad"), row("c.png", 2.0)]
-    log = journal.Journal(tmp_path, rank=0, settings=SETTINGS)
+    log = journal.Journal(OwnedDir(tmp_path), rank=0, settings=SETTINGS)
     log.append(rows[:2])
     log.append(rows[2:])
     log.close()
@@ -43,46 +59,65 @@ def test_rows_come_back_exactly_and_a_torn_last_line_is_ignored(tmp_path):
     assert state.rows["a.png"] == rows[0] and state.rows["c.png"].raw_min == -0.1234567891  # exact floats
     assert state.rows["b.png"].status == "failed" and math.isnan(state.rows["b.png"].score)
 
-    again = journal.Journal(tmp_path, rank=0, settings=SETTINGS)  # the resumed run appends after the torn line
+    again = journal.Journal(OwnedDir(tmp_path), rank=0, settings=SETTINGS)  # the resumed run appends after the torn line
     again.append([row("d.png", 0.7)])
     again.close()
     assert list(journal.read_journal(tmp_path).rows) == ["a.png", "b.png", "c.png", "d.png"]
 
 
 def test_only_ok_rows_whose_files_exist_count_as_done(tmp_path):
-    rows = [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="x"), row("c.png", 2.0)]
-    log = journal.Journal(tmp_path, rank=1, settings=SETTINGS)
+    out, folder = tmp_path / "out", tmp_path / "in"
+    out.mkdir()
+    rows = inputs_of(folder, [row("a.png", 0.5), row("b.png", math.nan, status="failed", error="x"), row("c.png", 2.0)])
+    log = journal.Journal(OwnedDir(out), rank=1, settings=SETTINGS)
     log.append(rows)
     log.close()
-    touch_outputs(tmp_path, rows)
-    (tmp_path / "c_anomaly.png").unlink()
-    assert list(journal.read_journal(tmp_path).complete(tmp_path)) == ["a.png"]  # b failed (retried), c lost a file
+    touch_outputs(out, rows)
+    (out / "c_anomaly.png").unlink()
+    plan = OutputNames.for_images(["a.png", "b.png", "c.png"])
+    reuse = journal.reusable_rows(journal.read_journal(out), OwnedDir(out), plan, folder)
+    assert list(reuse.complete) == ["a.png"]  # b failed (retried), c lost a file
+    assert reuse.untrusted == ["c.png: its png file c_anomaly.png is missing (or not a plain file)"]
 
 
 def test_resuming_with_other_settings_is_refused_naming_the_setting(tmp_path):
-    log = journal.Journal(tmp_path, rank=0, settings=SETTINGS)
+    log = journal.Journal(OwnedDir(tmp_path), rank=0, settings=SETTINGS)
     log.append([row("a.png", 0.5)])
     log.close()
     state = journal.read_journal(tmp_path)
     state.check(SETTINGS)
     with pytest.raises(journal.JournalMismatchError, match=r"used png 'jet', this one 'viridis'"):
         state.check({**SETTINGS, "png": "viridis"})
+    with pytest.raises(journal.JournalMismatchError, match=r"used other weights \(checkpoint content sha256"):
+        state.check({**SETTINGS, "checkpoint": "0123456789abcdef"})
 
 
 def test_a_folder_counts_as_finished_only_for_the_same_images_settings_and_files(tmp_path):
-    rows = [row("a.png", 0.5), row("b.png", 1.5)]
+    out, folder = tmp_path / "out", tmp_path / "in"
+    out.mkdir()
+    directory = OwnedDir(out)
+    rows = inputs_of(folder, [row("a.png", 0.5), row("b.png", 1.5)])
     names = [item.image for item in rows]
-    (tmp_path / "results.csv").write_text(csv_text(rows))
-    touch_outputs(tmp_path, rows)
-    assert journal.finished_run(tmp_path, SETTINGS, names) is None  # no finished record yet
-    journal.write_finished(tmp_path, {"settings": SETTINGS, "images": journal.names_digest(names), "loop_s": 1.0})
-    assert journal.finished_run(tmp_path, SETTINGS, names)["loop_s"] == 1.0
-    assert journal.finished_run(tmp_path, SETTINGS, [*names, "c.png"]) is None  # a new image in the folder
-    assert journal.finished_run(tmp_path, {**SETTINGS, "precision": "bf16-mixed"}, names) is None
-    (tmp_path / "b_anomaly.npy").unlink()
-    assert journal.finished_run(tmp_path, SETTINGS, names) is None  # a file went missing: not done
-    journal.mark_unfinished(tmp_path)
-    assert journal.read_finished(tmp_path) is None
+    plan = OutputNames.for_images(names)
+    (out / "results.csv").write_text(csv_text(rows))
+    touch_outputs(out, rows)
+    log = journal.Journal(directory, rank=0, settings=SETTINGS)
+    log.append(rows)
+    log.close()
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is None  # no finished record yet
+    journal.write_finished(directory, {"settings": SETTINGS, "images": journal.names_digest(names), "loop_s": 1.0})
+    assert journal.finished_run(directory, SETTINGS, plan, folder)["loop_s"] == 1.0
+    (folder / "c.png").write_bytes(b"new")
+    assert journal.finished_run(directory, SETTINGS, OutputNames.for_images([*names, "c.png"]), folder) is None  # a new image
+    assert journal.finished_run(directory, {**SETTINGS, "precision": "bf16-mixed"}, plan, folder) is None
+    os.utime(folder / "a.png", ns=(1, 1))  # replaced under the same name (another modification time)
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
+    os.utime(folder / "a.png", ns=(rows[0].source[1], rows[0].source[1]))
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None
+    (out / "b_anomaly.npy").unlink()
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is None  # a file went missing: not done
+    journal.mark_unfinished(directory)
+    assert journal.read_finished(directory) is None
 
 
 def test_results_csv_rows_read_back_write_the_same_csv():

@@ -86,7 +86,8 @@ def assert_maps_equal_reference(output_dir: Path, maps: dict, post: dict) -> Non
 def test_yaml_run_writes_exactly_the_requested_files(yaml_run):
     workdir, _, output_dir, _ = yaml_run
     assert sorted(p.name for p in workdir.iterdir()) == ["inference_results_batch_01"], "stray files in the cwd"
-    expected = {"results.csv", "results_summary.txt", "config.yaml", ".journal/rank0.jsonl", ".journal/finished.json"}
+    expected = {"results.csv", "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
+                ".journal/finished.json"}
     for stem in ["a_jpg", "a_png", "img2", "img10", "scan", "wafer"]:
         expected |= {f"{stem}_anomaly.npy", f"{stem}_anomaly.png"}
     written = {p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file()}

@@ -36,7 +36,7 @@ def test_split_25_by_10_gives_10_10_5_in_natural_order_and_reruns_change_nothing
     assert "batch_03  5 images" in first.stdout and str(root / "batches.csv") in first.stdout
 
     assert sorted(p.name for p in root.iterdir()) == ["batch_01", "batch_02", "batch_03", "batches.csv", "configs"]
-    plan = read_plan(root / "batches.csv")
+    plan = read_plan(root)
     assert [p.image for p in plan] == names
     assert [p.batch for p in plan] == ["batch_01"] * 10 + ["batch_02"] * 10 + ["batch_03"] * 5
     assert sorted(p.name for p in (root / "batch_03").iterdir()) == sorted(names[20:])

@@ -17,6 +17,7 @@ from PIL import Image
 
 from anomalib_folder_ext import outputdir
 from anomalib_folder_ext.artifacts import OutputDirError, ensure_writable
+from anomalib_folder_ext.owned import OwnedDir
 from anomalib_folder_ext.data import FolderImageDataset, decode_image
 from anomalib_folder_ext.discover import list_folder_images
 from anomalib_folder_ext.errors import InputError, one_line_message
@@ -110,6 +111,7 @@ def _sleeper() -> subprocess.Popen:
 
 def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tmp_path):
     other = _sleeper()
+    directory = OwnedDir(tmp_path)
     try:
         import socket
 
@@ -117,46 +119,15 @@ def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(tmp_path
             json.dumps({"token": "other run", "pid": other.pid, "host": socket.gethostname(), "since": "now"})
         )
         with pytest.raises(OutputDirError, match=rf"another run is writing there \(pid {other.pid} on"):
-            outputdir.OutputDirLock(tmp_path).acquire()
+            outputdir.OutputDirLock(directory).acquire()
     finally:
         other.kill()
         other.wait()
-    lock = outputdir.OutputDirLock(tmp_path)
+    lock = outputdir.OutputDirLock(directory)
     lock.acquire()  # its process is gone: stale, taken over
     assert json.loads((tmp_path / outputdir.LOCK_NAME).read_text())["pid"] == os.getpid()
     lock.release()
     assert not (tmp_path / outputdir.LOCK_NAME).exists()
-
-
-def test_overwrite_removes_exactly_the_earlier_runs_files(tmp_path):
-    out = tmp_path / "out"
-    (out / "sub").mkdir(parents=True)
-    for name in ("a_anomaly.npy", "a_anomaly.png", "sub/b_anomaly.npy", "config.yaml", "results_summary.txt", "mine.txt"):
-        (out / name).write_text("x")
-    (out / "results.csv").write_text(
-        csv_text([ImageResult("a.png", npy="a_anomaly.npy", png="a_anomaly.png"),
-                  ImageResult("sub/b.png", npy="sub/b_anomaly.npy"), ImageResult("evil.png", npy="../outside.txt")])
-    )
-    (tmp_path / "outside.txt").write_text("not the run's")
-    assert outputdir.earlier_run(out) == "results.csv of 3 images"
-    outputdir.remove_earlier_run(out)
-    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*")) == ["mine.txt"]
-    assert (tmp_path / "outside.txt").exists()
-    assert outputdir.earlier_run(out) is None
-
-
-def test_a_failed_run_leaves_no_config_only_dir(tmp_path):
-    created = tmp_path / "new"
-    created.mkdir()
-    (created / "config.yaml").write_text("x")
-    outputdir.remove_unused(created, created=True)
-    assert not created.exists()
-    existing = tmp_path / "existing"
-    existing.mkdir()
-    (existing / "config.yaml").write_text("x")
-    (existing / "notes.txt").write_text("the user's")
-    outputdir.remove_unused(existing, created=False)
-    assert sorted(path.name for path in existing.iterdir()) == ["config.yaml", "notes.txt"]  # not ours alone: kept
 
 
 def test_the_early_writability_check_creates_nothing(tmp_path):

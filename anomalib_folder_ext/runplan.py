@@ -1,0 +1,68 @@
+"""The files a run will write, named before anything loads: the same names for every check.
+
+The preflight (before the model loads), the writer, resume and the multi-folder loop all ask
+:class:`OutputNames` which files an image gets, so an output that would land on an input image is
+found with every enabled file kind, and a journal row is trusted only when it names exactly the
+files this run would have written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from anomalib_folder_ext.artifacts import NPY_SUFFIX, PNG_SUFFIX, output_stems
+
+FILE_KINDS = ("npy", "png", "overlay")  # the results.csv columns that name a file
+# Every suffix a map of this tool can have, whatever a run's options: what overwrite may delete.
+MAP_SUFFIXES = (NPY_SUFFIX, PNG_SUFFIX, "_overlay.jpg", "_overlay.png")
+
+
+def overlay_suffix(overlay_format: str) -> str:
+    return f"_overlay.{overlay_format}"
+
+
+@dataclass
+class OutputNames:
+    """Each image's output files, relative to the output dir, for the enabled file kinds.
+
+    Example:
+        >>> plan = OutputNames.for_images(["a.png", "a.jpg", "sub/b.bmp"], npy=True, png=False)
+        >>> plan.files("sub/b.bmp")
+        {'npy': 'sub/b_anomaly.npy', 'png': '', 'overlay': ''}
+        >>> sorted(plan.folders())
+        ['sub']
+    """
+
+    names: list[str]
+    suffixes: dict[str, str]  # file kind -> suffix, enabled kinds only
+    stems: dict[str, PurePosixPath] = field(default_factory=dict)
+
+    @classmethod
+    def for_images(
+        cls, names: Sequence[str], npy: bool = True, png: bool = True, overlay: str | None = None
+    ) -> OutputNames:
+        """``overlay``: the overlay format (``jpg``/``png``) when overlays are written."""
+        suffixes = {kind: suffix for kind, suffix, on in (("npy", NPY_SUFFIX, npy), ("png", PNG_SUFFIX, png),
+                                                          ("overlay", overlay_suffix(overlay or "jpg"), bool(overlay)))
+                    if on}
+        names = list(names)
+        return cls(names, suffixes, dict(zip(names, output_stems(names), strict=True)))
+
+    def files(self, name: str) -> dict[str, str]:
+        """The file of each kind (``""`` when that kind is not written) for the image ``name``."""
+        stem = self.stems[name]
+        return {kind: f"{stem}{self.suffixes[kind]}" if kind in self.suffixes else "" for kind in FILE_KINDS}
+
+    def all_files(self) -> Iterator[str]:
+        for stem in self.stems.values():
+            for suffix in self.suffixes.values():
+                yield f"{stem}{suffix}"
+
+    def folders(self) -> set[str]:
+        """The sub-folders of the output dir that outputs go into (a recursive run mirrors its input)."""
+        folders: set[str] = set()
+        for stem in self.stems.values():
+            folders.update(parent.as_posix() for parent in stem.parents if parent.as_posix() != ".")
+        return folders
