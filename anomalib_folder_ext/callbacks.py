@@ -253,8 +253,8 @@ class AnomalyMapWriter(Callback):
             if earlier is not None:
                 earlier.check(self._settings, out)  # before anything is written: a refused resume changes nothing
                 self._earlier_journal = earlier
-            self._save_config(trainer)
             self._prepare_output_dir(trainer, names, folder, found, earlier)
+            self._save_config(trainer)  # after an overwrite took the earlier run's files away, its config among them
         except BaseException:
             self._release(trainer, failed=True)
             raise

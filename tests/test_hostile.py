@@ -127,6 +127,29 @@ def test_anomalib_predict_refuses_a_linked_config_yaml_with_exit_2(place, checkp
     assert snapshot(place) == before and sorted(p.name for p in out.iterdir()) == ["config.yaml"]
 
 
+def test_overwrite_in_a_dir_of_other_files_deletes_only_what_the_run_wrote(place, checkpoint, tmp_path):
+    """The output dir is the input folder's parent (allowed): the user's hidden *.tmp drafts, beside
+    the maps and inside the input folder, survive a run and an overwrite; the input folder is untouched."""
+    out = tmp_path / "work"
+    shutil.copytree(place / "images", out / "images")
+    (out / "images" / ".draft.tmp").write_text("the user's draft")
+    (out / ".notes.tmp").write_text("the user's notes")
+    (out / "todo.txt").write_text("the user's list")
+    theirs = snapshot(out)
+    first = predict(checkpoint, out / "images", out, "--recursive", "True", "--allow_other_files", "True", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (out / "a_anomaly.npy").is_file() and (out / "sub" / "b_anomaly.npy").is_file()
+    again = predict(checkpoint, out / "images", out, "--recursive", "True", "--allow_other_files", "True",
+                    "--overwrite", "True", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = snapshot(out)
+    assert {name: after[name] for name in theirs} == theirs  # every file of the user's, byte for byte
+    ours = set(after) - set(theirs)
+    assert ours == {"a_anomaly.npy", "a_anomaly.png", "sub/b_anomaly.npy", "sub/b_anomaly.png", "results.csv",
+                    "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
+                    ".journal/finished.json"}
+
+
 # -- resume trusts only what it can verify -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished(checkpoint, tmp_path_factory):
@@ -259,6 +282,7 @@ def test_an_output_root_inside_the_batch_root_is_never_a_batch_and_only_merges(s
     work = split_root
     args = ["anomalib-folder", "batches", "root", "--model_path", str(checkpoint), "--output_root", "root/results",
             "--recursive", "True", "--batch_size", "3"]
+    inputs = snapshot(work / "root", skip=(work / "root" / "results",))
     first = run_cli([*args, "--only", "batch_01"], cwd=work, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_cli([*args, "--only", "batch_02"], cwd=work, timeout=300)
@@ -272,5 +296,5 @@ def test_an_output_root_inside_the_batch_root_is_never_a_batch_and_only_merges(s
     record = json.loads((work / "root" / "results" / "all_batches.json").read_text())
     assert [entry["name"] for entry in record["folders"]] == ["batch_01", "batch_02"]
     assert "also cover 1 folder of earlier runs" in second.stdout
-    npys = np.load(work / "root" / "results" / combined[0]["npy"])
-    assert npys.shape == (256, 256)
+    assert np.load(work / "root" / "results" / combined[0]["npy"]).shape == (256, 256)
+    assert snapshot(work / "root", skip=(work / "root" / "results",)) == inputs
