@@ -454,7 +454,7 @@ def run_split(options: argparse.Namespace) -> int:
 def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[list[str], list]:
     """The shared anomalib arguments and one job per folder, for ``batches`` and ``predict --batches``."""
     from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
-    from anomalib_folder_ext.batches import FolderJob
+    from anomalib_folder_ext.batches import FolderJob, check_output_root
 
     output_root = Path(options.output_root)
     if options.command == "batches":
@@ -481,13 +481,6 @@ def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[lis
     check_output_root(output_root)
     ensure_writable(output_root, create=False)
     return base, jobs
-
-
-def check_output_root(output_root: Path) -> None:
-    """The output root's own refusals (see :func:`anomalib_folder_ext.batches.check_output_root`), before anything loads."""
-    from anomalib_folder_ext.batches import check_output_root as check
-
-    check(output_root)
 
 
 def _writer_flags(options: argparse.Namespace) -> list[str]:

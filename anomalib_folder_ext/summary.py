@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from anomalib_folder_ext.artifacts import display_name
+from anomalib_folder_ext.owned import OwnedDir
 
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "results_summary.txt"
@@ -71,8 +72,6 @@ def read_results(output_dir: str | Path) -> list[dict[str, str]]:
 
     A link named ``results.csv`` is not read (``OSError``): what a run reads back is its own file.
     """
-    from anomalib_folder_ext.owned import OwnedDir
-
     with OwnedDir(output_dir) as directory:
         text = directory.read_bytes(CSV_NAME).decode("utf-8")
     return parse_results(text)
