@@ -6,26 +6,27 @@ The hooks stay thin; the work is in :mod:`maps`, :mod:`transfer`, :mod:`artifact
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
-from anomalib.data import InferenceBatch
-from anomalib.post_processing import PostProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext import artifacts, journal, maps, outputdir, summary
 from anomalib_folder_ext.console import EXIT_INTERRUPTED, count, option_hint, quiet_under_cli, report_failures, say
-from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch, decode_rgb
+from anomalib_folder_ext.data import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.decode import decode_rgb
 from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, InputError
 from anomalib_folder_ext.options import fixed_range_problem, overlay_problem
 from anomalib_folder_ext.owned import OwnedDir
+from anomalib_folder_ext.runinfo import (
+    RankReport, gather_to_rank_zero, peak_memory, precision_text, process_age_s, requested_checkpoint, save_run_config,
+)
 from anomalib_folder_ext.runplan import OutputNames
+from anomalib_folder_ext.scoring import has_image_threshold, image_scores, map_normalizer
 from anomalib_folder_ext.transfer import HostCopy
 from anomalib_folder_ext.writepool import BatchWritePool
 
@@ -225,7 +226,7 @@ class AnomalyMapWriter(Callback):
         if stage != "predict":
             return
         self._reset()
-        checkpoint = _requested_checkpoint(trainer)
+        checkpoint = requested_checkpoint(trainer)
         if checkpoint:  # under `anomalib predict`, nothing has read it yet: say what is wrong in one line
             from anomalib_folder_ext.checkpoint import read_checkpoint
 
@@ -254,7 +255,8 @@ class AnomalyMapWriter(Callback):
                 earlier.check(self._settings, out)  # before anything is written: a refused resume changes nothing
                 self._earlier_journal = earlier
             self._prepare_output_dir(trainer, names, folder, found, earlier)
-            self._save_config(trainer)  # after an overwrite took the earlier run's files away, its config among them
+            # after an overwrite took the earlier run's files away, its config among them
+            self._written += filter(None, [save_run_config(trainer, self._dir, outputdir.CONFIG_NAME)])
         except BaseException:
             self._release(trainer, failed=True)
             raise
@@ -266,19 +268,6 @@ class AnomalyMapWriter(Callback):
         """The files each image gets under this writer's options."""
         return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
                                       self.overlay_format if self.save_overlay else None)
-
-    def _save_config(self, trainer: Trainer) -> None:
-        """``config.yaml``: the run's resolved config, written like every file of the run (never through a
-        link); the CLI's own save-config callback, which would follow one, is told it is done."""
-        from lightning.pytorch.cli import SaveConfigCallback
-
-        for callback in trainer.callbacks:
-            if isinstance(callback, SaveConfigCallback) and not callback.already_saved:
-                if trainer.is_global_zero and callback.save_to_log_dir:
-                    text = callback.parser.dump(callback.config, skip_none=False)
-                    self._dir.write(outputdir.CONFIG_NAME, text.encode())
-                    self._written.append(outputdir.CONFIG_NAME)
-                callback.already_saved = True  # on every rank, so no rank waits on a broadcast
 
     def _prepare_output_dir(
         self, trainer: Trainer, names: list[str], folder: Path | None, found: str | None, earlier: journal.JournalState | None
@@ -320,8 +309,8 @@ class AnomalyMapWriter(Callback):
         # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
         max_batches = max(2, -(-4 * self.write_workers // max(datamodule.batch_size, 1)))
         self._pool = BatchWritePool(self.write_workers, max_batches)
-        self._labels_from_threshold = _has_image_threshold(pl_module)  # one device sync, here, not per batch
-        self._normalizer = self._map_normalizer(pl_module)
+        self._labels_from_threshold = has_image_threshold(pl_module)  # one device sync, here, not per batch
+        self._normalizer = map_normalizer(pl_module, self.normalization, self.vmin, self.vmax)
         if trainer.ckpt_path and self._checkpoint is None:  # a script's trainer.predict(ckpt_path=...): known only now
             self._checkpoint = str(Path(trainer.ckpt_path).resolve())
             self._settings = self.run_settings(self._checkpoint, trainer.precision)
@@ -354,25 +343,6 @@ class AnomalyMapWriter(Callback):
     def normalization_text(self) -> str:
         return f"fixed {self.vmin:g} {self.vmax:g}" if self.normalization == "fixed" else self.normalization
 
-    def _map_normalizer(self, pl_module: LightningModule) -> maps.Normalizer | None:
-        """The scale of every map in this run (``None``: each map's own min-max); checked once, here."""
-        if self.normalization == "fixed":
-            return maps.fixed_range(self.vmin, self.vmax)
-        if self.normalization == "per_image":
-            return None
-        post_processor = getattr(pl_module, "post_processor", None)
-        stats = [getattr(post_processor, name, None) for name in ("pixel_min", "pixel_max", "pixel_threshold")]
-        if not isinstance(post_processor, PostProcessor) or any(
-            value is None or bool(torch.isnan(value).any()) for value in stats
-        ):
-            msg = (
-                "normalization model: the checkpoint's post-processor has no pixel statistics "
-                "(pixel_min, pixel_max, pixel_threshold from validation); use per_image, or fixed with vmin/vmax"
-            )
-            raise InputError(msg)
-        pixel_min, pixel_max, threshold = stats
-        return partial(PostProcessor._normalize, norm_min=pixel_min, norm_max=pixel_max, threshold=threshold)  # noqa: SLF001
-
     # -- per batch ----------------------------------------------------------------------------
     def on_predict_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: FolderImageBatch, batch_idx: int, dataloader_idx: int = 0
@@ -393,7 +363,7 @@ class AnomalyMapWriter(Callback):
         sizes = outputs.original_size if self.map_size == "original" else None
         with_levels = self.save_as_image or self.save_overlay
         computed = maps.process_maps(outputs.anomaly_map, with_levels, self._normalizer, sizes)
-        pred_scores, pred_labels = _image_scores(pl_module, outputs.pred_score, self._labels_from_threshold)
+        pred_scores, pred_labels = image_scores(pl_module, outputs.pred_score, self._labels_from_threshold)
         if self.release_maps:
             outputs.anomaly_map = None  # the PostProcessor then skips its pixel-level work
         if pred_labels is not None and outputs.pred_label is None:
@@ -513,8 +483,8 @@ class AnomalyMapWriter(Callback):
         settings = self._settings
         finished = time.perf_counter()
         loop_s = finished - (self._first_batch_at or self._started)
-        mine = RankReport(list(self._rows.values()), self._startup_s(), loop_s, _peak_memory(trainer))
-        reports = _gather_to_rank_zero(mine)
+        mine = RankReport(list(self._rows.values()), self._startup_s(), loop_s, peak_memory(trainer))
+        reports = gather_to_rank_zero(mine)
         if trainer.is_global_zero:
             merged = dict(self._earlier)
             merged.update((row.image, row) for report in reports for row in report.rows)
@@ -567,7 +537,7 @@ class AnomalyMapWriter(Callback):
 
     def _startup_s(self) -> float | None:
         """Seconds from the process's start to its first batch: imports, checkpoint, workers."""
-        age = _process_age_s()
+        age = process_age_s()
         if age is None or self._first_batch_at is None:
             return None
         return age - (time.perf_counter() - self._first_batch_at)
@@ -595,7 +565,7 @@ class AnomalyMapWriter(Callback):
             "batch size": datamodule.batch_size,
             "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
             "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
-            "precision": _precision_text(trainer),
+            "precision": precision_text(trainer),
             "normalization": _NORMALIZATION_NOTES[self.normalization].format(self=self),
             "map size": "each image's own size" if self.map_size == "original" else "the model's input size",
             "outputs": ", ".join(
@@ -623,118 +593,3 @@ _NORMALIZATION_NOTES = {
 }
 
 
-@dataclass
-class RankReport:
-    """What one rank sends to rank 0 at the end: its rows and how its process fared."""
-
-    rows: list[summary.ImageResult]
-    startup_s: float | None
-    loop_s: float
-    peak_memory: str
-
-
-def _cli_config(trainer: Trainer, key: str) -> object:
-    """A value of the CLI's config for this run (kept by its SaveConfigCallback); ``None`` without a CLI."""
-    from lightning.pytorch.cli import SaveConfigCallback
-
-    for callback in trainer.callbacks:
-        if isinstance(callback, SaveConfigCallback) and hasattr(callback.config, "get"):
-            return callback.config.get(key)
-    return None
-
-
-def _requested_checkpoint(trainer: Trainer) -> str | None:
-    """The checkpoint this run will load. Lightning sets ``trainer.ckpt_path`` only as it loads the
-    weights, after ``setup``; the CLI's config names it before."""
-    value = trainer.ckpt_path or _cli_config(trainer, "ckpt_path")
-    return str(value) if value else None
-
-
-def _precision_text(trainer: Trainer) -> str:
-    """The precision that ran, and the one asked for when Lightning changed it (16-mixed on a CPU runs as bf16)."""
-    from anomalib_folder_ext.batches import precision_name
-
-    ran = str(trainer.precision)
-    asked = _cli_config(trainer, "trainer.precision")
-    if asked is None or precision_name(asked) == ran:
-        return ran
-    why = ": Lightning has no float16 autocast on a CPU and runs bf16" if (precision_name(asked), ran) == ("16-mixed", "bf16-mixed") else ""
-    return f"{ran} (asked for {precision_name(asked)}{why})"
-
-
-def _peak_memory(trainer: Trainer) -> str:
-    """Peak host RSS of this process and, on a GPU, the peak memory torch allocated there."""
-    text = f"host {_peak_rss_kib() / 1024:.0f} MiB"
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
-    return text
-
-
-def _peak_rss_kib() -> float:
-    """This process's own high-water mark (``VmHWM``). ``ru_maxrss`` would not do: Linux carries it
-    across ``exec``, so a run started from a large parent process reports the parent's size."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
-
-
-def _process_age_s() -> float | None:
-    """How long this process has been running (Linux ``/proc``); ``None`` where that is unknown."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _gather_to_rank_zero(report: RankReport) -> list[RankReport]:
-    """Every rank's report, indexed by rank, on rank 0 (other ranks get ``[]``); no-op in one process."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [report]
-    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(report, gathered, dst=0)
-    return gathered if gathered is not None else []
-
-
-def _has_image_threshold(pl_module: LightningModule) -> bool:
-    """Whether anomalib's post-processor has an image threshold to label with (asked once per run)."""
-    post_processor = getattr(pl_module, "post_processor", None)
-    if not isinstance(post_processor, PostProcessor) or not post_processor.enable_thresholding:
-        return False
-    return not bool(torch.isnan(post_processor.normalized_image_threshold).item())
-
-
-def _image_scores(
-    pl_module: LightningModule, raw_scores: torch.Tensor | None, labels_from_threshold: bool
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """anomalib's ``pred_score`` and ``pred_label`` for raw image scores, as device tensors.
-
-    For anomalib's ``PostProcessor`` this is its own normalisation and threshold, without its
-    per-call check of the threshold on the host (which would wait for the device every batch).
-    """
-    post_processor = getattr(pl_module, "post_processor", None)
-    if post_processor is None or raw_scores is None:
-        return None, None
-    raw = raw_scores.detach().to(torch.float32).reshape(-1)
-    if isinstance(post_processor, PostProcessor):
-        scores = raw
-        if post_processor.enable_normalization:
-            scores = PostProcessor._normalize(  # noqa: SLF001 - the post-processor's own arithmetic
-                raw, post_processor.image_min, post_processor.image_max, post_processor.image_threshold
-            )
-        labels = scores > post_processor.normalized_image_threshold if labels_from_threshold else None
-        return scores, labels
-    processed = post_processor(InferenceBatch(pred_score=raw))  # another post-processor: its own forward
-    label = processed.pred_label
-    labels = label.reshape(-1) if label is not None and label.dtype == torch.bool else None
-    return processed.pred_score.reshape(-1), labels

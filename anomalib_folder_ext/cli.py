@@ -1,8 +1,9 @@
 """``anomalib-folder``: the old script's flags, translated into an ``anomalib predict`` run.
 
-Nothing here predicts: :func:`anomalib_predict_args` turns the flags into the same settings as
-``configs/folder.yaml`` and hands them to anomalib's own CLI. Inputs are checked first, before
-anomalib (and its rich traceback handler) is imported, so a bad path costs one line, not a wall.
+Nothing here predicts: the parser and the dispatch only. :mod:`~anomalib_folder_ext.translate` turns
+the flags into the same settings as ``configs/folder.yaml``, :mod:`~anomalib_folder_ext.preflight`
+checks the inputs before anomalib (and its rich traceback handler) is imported, so a bad path costs
+one line, not a wall, and :mod:`~anomalib_folder_ext.launch` hands the run to anomalib's own CLI.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
-
-MODEL_CLASS = "anomalib.models.EfficientAd"
-DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
-WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
-CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
+from anomalib_folder_ext.launch import one_line_errors, run_anomalib, run_batch_folders
+from anomalib_folder_ext.preflight import batch_jobs, check_inputs
+from anomalib_folder_ext.translate import anomalib_predict_args, resolve_folder, writer_flags
 
 
 def _bool(text: str) -> bool:
@@ -196,212 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_folder(options: argparse.Namespace) -> Path | None:
-    if getattr(options, "batch_folder", None):
-        return Path(options.data_root).expanduser() / options.batch_folder
-    if getattr(options, "folder_path", None):
-        return Path(options.folder_path).expanduser()
-    return None
-
-
-def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None = None) -> dict:  # noqa: ANN001
-    """The ``anomalib predict`` config equivalent to ``options``: the shape of ``configs/folder.yaml``.
-
-    ``folder`` defaults to the one the options name; a multi-folder run sets it per folder.
-    """
-    folder = folder or resolve_folder(options)
-    data = {"folder_path": str(folder)} if folder else {}
-    data |= {
-        "batch_size": options.batch_size,
-        "recursive": options.recursive,
-        "extensions": list(options.extensions),
-    }
-    if getattr(options, "output_dir", None):
-        data["output_dir"] = options.output_dir
-    if options.image_size:
-        data["image_size"] = list(options.image_size)
-    if options.num_workers is not None:
-        data["num_workers"] = options.num_workers
-    if options.max_pixels is not None:
-        data["max_pixels"] = options.max_pixels
-    devices = options.devices
-    return {
-        "model": {
-            "class_path": MODEL_CLASS,
-            "init_args": {
-                "model_size": checkpoint.model_size,
-                "teacher_out_channels": checkpoint.teacher_out_channels,
-                "padding": checkpoint.padding,
-                "pad_maps": checkpoint.pad_maps,
-                "visualizer": False,
-            },
-        },
-        "data": {"class_path": DATA_CLASS, "init_args": data},
-        "ckpt_path": str(checkpoint.path),
-        "return_predictions": False,
-        "trainer": {
-            "accelerator": options.accelerator,
-            "devices": int(devices) if str(devices).isdigit() else devices,
-            "precision": options.precision,
-            "logger": False,
-            "callbacks": [
-                {"class_path": CHANNELS_LAST_CLASS},
-                {
-                    "class_path": WRITER_CLASS,
-                    "init_args": {
-                        "save_as_npy": options.save_as_npy,
-                        "save_as_image": options.save_as_image,
-                        "colormap": options.colormap,
-                        "normalization": options.normalization,
-                        **({"vmin": options.vmin, "vmax": options.vmax} if options.normalization == "fixed" else {}),
-                        "map_size": options.map_size,
-                        "save_overlay": options.save_overlay,
-                        "overlay_alpha": options.overlay_alpha,
-                        "report": options.report,
-                        "resume": bool(options.resume),
-                        "overwrite": bool(getattr(options, "overwrite", False)),
-                        "allow_other_files": options.allow_other_files,
-                    },
-                }
-            ],
-        },
-    }
-
-
-def check_inputs(options: argparse.Namespace):  # noqa: ANN201
-    """Everything that can be checked before the model loads; raises with a one-line message."""
-    from anomalib_folder_ext.artifacts import default_output_dir
-    from anomalib_folder_ext.discover import list_folder_images
-
-    folder = resolve_folder(options)
-    output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(folder)
-    images = list_folder_images(folder, options.extensions, options.recursive, exclude=output_dir)
-    checkpoint = read_checked_checkpoint(options)
-    check_output_dir(output_dir, folder, images, options)
-    return checkpoint
-
-
-def output_names(options: argparse.Namespace, names: list[str]):  # noqa: ANN201
-    """The files each image gets under these options: the names the writer will use."""
-    from anomalib_folder_ext.runplan import OutputNames
-
-    return OutputNames.for_images(names, options.save_as_npy, options.save_as_image,
-                                  "jpg" if options.save_overlay else None)
-
-
-def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
-    """The writer's output-dir checks, with the writer's output names, made before anomalib loads; creates nothing."""
-    from anomalib_folder_ext import outputdir
-    from anomalib_folder_ext.artifacts import ensure_writable
-
-    plan = output_names(options, [path.as_posix() for path in images])
-    ensure_writable(output_dir, create=False)
-    outputdir.check_output_dir(output_dir, folder, plan, reuse=bool(options.resume or options.overwrite),
-                               allow_other_files=options.allow_other_files)
-
-
-def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
-    from anomalib_folder_ext.checkpoint import read_checkpoint
-    from anomalib_folder_ext.errors import InputError
-
-    checkpoint = read_checkpoint(options.model_path)
-    if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
-        msg = (
-            f"--image_size {options.image_size[0]} {options.image_size[1]} differs from the checkpoint's input size "
-            f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the checkpoint's size"
-        )
-        raise InputError(msg)
-    return checkpoint
-
-
-def batch_folders(root: Path, options: argparse.Namespace) -> list[Path]:
-    """The image folders directly under ``root``, in natural order: hidden folders, this tool's output
-    dirs and output roots (the output root of this run among them) left out."""
-    from anomalib_folder_ext.discover import has_images, holds_run_records, natural_key
-    from anomalib_folder_ext.errors import FolderInputError
-
-    if not root.is_dir():
-        raise FolderInputError(f"{root}: no such folder")
-    output_root = Path(options.output_root).resolve()
-    folders = sorted(
-        (path for path in root.iterdir()
-         if path.is_dir() and not path.name.startswith((".", "inference_results_"))
-         and path.resolve() != output_root and not holds_run_records(path)
-         and has_images(path, options.extensions, options.recursive)),  # listed in full once, by its datamodule
-        key=natural_key,
-    )
-    if options.only:
-        names = {path.name: path for path in folders}
-        missing = [name for name in options.only if name not in names]
-        if missing:
-            raise FolderInputError(f"{root / missing[0]}: no such batch folder with images (--only)")
-        folders = [names[name] for name in options.only]
-    if not folders:
-        raise FolderInputError(f"{root}: no folders of images in it (extensions searched: {', '.join(options.extensions)})")
-    return folders
-
-
-def _inline(config: dict) -> list[str]:
-    import yaml
-
-    return ["--config", yaml.safe_dump(config, sort_keys=False)]
-
-
-def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
-    """The ``anomalib predict`` arguments for ``options``: one inline ``--config``, as a file would hold."""
-    return ["predict", *_inline(predict_config(options, checkpoint))]
-
-
-def _prepare_anomalib() -> None:
-    """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors.
-
-    The console is quieted first, so the warnings anomalib's own imports raise stay out too.
-    """
-    from anomalib_folder_ext.console import quiet_dependencies
-    from anomalib_folder_ext.errors import install_excepthook
-
-    quiet_dependencies()
-    install_excepthook()  # Ctrl-C during the imports: one line
-    import anomalib.cli.cli  # noqa: F401 - installs rich's traceback hook over ours
-    from anomalib.loggers import configure_logger
-
-    install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
-    configure_logger()
-    quiet_dependencies()  # configure_logger doubled the root handlers and reset levels
-
-
-def run_anomalib(args: list[str]) -> None:
-    """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
-    _prepare_anomalib()
-    from anomalib.cli.cli import AnomalibCLI
-
-    AnomalibCLI(args)
-
-
-def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool, overwrite: bool = False) -> int:
-    """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.batches`)."""
-    _prepare_anomalib()
-    from anomalib_folder_ext.batches import run_batches
-
-    return run_batches(base, jobs, output_root, resume, overwrite)
-
-
-def _one_line_errors(run, *args) -> int:  # noqa: ANN001
-    """Run anomalib; an input error found once it started (a checkpoint that does not fit, a folder's
-    override, a full disk) is one ``error:`` line and exit status 2, like the checks before it."""
-    from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, one_line_message
-
-    try:
-        status = run(*args)
-    except Exception as exc:
-        message = one_line_message(exc)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
-    return status or 0
-
-
 def run_demo(options: argparse.Namespace) -> int:
     import os
 
@@ -451,48 +244,6 @@ def run_split(options: argparse.Namespace) -> int:
     return 0
 
 
-def batch_jobs(options: argparse.Namespace, passthrough: list[str]) -> tuple[list[str], list]:
-    """The shared anomalib arguments and one job per folder, for ``batches`` and ``predict --batches``."""
-    from anomalib_folder_ext.artifacts import default_output_dir, ensure_writable
-    from anomalib_folder_ext.batches import FolderJob, check_output_root
-
-    output_root = Path(options.output_root)
-    if options.command == "batches":
-        folders = batch_folders(options.root.expanduser(), options)
-        checkpoint = read_checked_checkpoint(options)
-        base = ["predict", *_inline(predict_config(options, checkpoint, folders[0])), *passthrough]
-        jobs = [
-            FolderJob(folder.name, ["--data.init_args.folder_path", str(folder),
-                                    "--data.init_args.output_dir", str(output_root / default_output_dir(folder).name)],
-                      origin=str(folder))
-            for folder in folders
-        ]
-    else:
-        for path in options.batches:
-            if not Path(path).is_file():
-                raise FileNotFoundError(2, "no such override file", path)
-        base = ["predict"]
-        if options.model_path:
-            base += _inline(predict_config(options, read_checked_checkpoint(options)))
-        elif options.allow_other_files:
-            base += ["--trainer.callbacks.init_args.allow_other_files", "true"]
-        base += passthrough
-        jobs = [FolderJob(Path(path).stem, ["--config", str(path)], origin=str(path)) for path in options.batches]
-    check_output_root(output_root)
-    ensure_writable(output_root, create=False)
-    return base, jobs
-
-
-def _writer_flags(options: argparse.Namespace) -> list[str]:
-    """``--resume`` / ``--overwrite`` / ``--allow_other_files`` for a run from configs: the writer is the last
-    callback, as in configs/folder.yaml."""
-    flags = []
-    for name in ("resume", "overwrite", "allow_other_files"):
-        if getattr(options, name, None):
-            flags += [f"--trainer.callbacks.init_args.{name}", "true"]
-    return flags
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     options, passthrough = parser.parse_known_args(argv)
@@ -533,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif options.model_path:
             args = anomalib_predict_args(options, check_inputs(options)) + list(passthrough)
         else:
-            args = ["predict", *passthrough, *_writer_flags(options)]
+            args = ["predict", *passthrough, *writer_flags(options)]
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         print(f"anomalib-folder: error: {_message(exc)}", file=sys.stderr)
         return 2
@@ -542,11 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.print_config:
             run_anomalib([*base, *jobs[0].args, "--print_config"])
             return 0
-        return _one_line_errors(run_batch_folders, base, jobs, options.output_root, options.resume,
+        return one_line_errors(run_batch_folders, base, jobs, options.output_root, options.resume,
                                 getattr(options, "overwrite", False))
     if options.print_config:
         args.append("--print_config")
-    return _one_line_errors(run_anomalib, args)
+    return one_line_errors(run_anomalib, args)
 
 
 def _message(exc: BaseException) -> str:

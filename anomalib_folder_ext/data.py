@@ -26,17 +26,18 @@ import numpy as np
 import torch
 from anomalib.data import AnomalibDataModule, ImageBatch, ImageItem
 from anomalib.data.transforms.utils import extract_transforms_by_type
-from PIL import Image as PILImage
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
 from torchvision.transforms.v2.functional import to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.artifacts import default_output_dir
 from anomalib_folder_ext.console import quiet_under_cli
+from anomalib_folder_ext.decode import DEFAULT_MAX_PIXELS, decode_image, failure_reason
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
 from anomalib_folder_ext.errors import FolderInputError
 from anomalib_folder_ext.journal import file_stamp
+from anomalib_folder_ext.schedule import FolderShardSampler, scheduled_indices
 
 DEFAULT_IMAGE_SIZE = (256, 256)
 
@@ -96,75 +97,6 @@ def _to_float(image: torch.Tensor) -> torch.Tensor:
     return to_dtype_image(image.as_subclass(torch.Tensor), torch.float32, scale=True)
 
 
-# Our own ``max_pixels`` replaces Pillow's decompression-bomb check, which only warns below twice
-# its limit (a 13000 x 13000 PNG took 3.8 GB) and would print that warning from every worker.
-PILImage.MAX_IMAGE_PIXELS = None
-DEFAULT_MAX_PIXELS = 100_000_000  # 10,000 x 10,000: above any camera frame, about 300 MB decoded
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
-_WIDE_MODES = {"I": "32-bit integer", "F": "32-bit float"}  # Pillow's 32-bit grey modes
-
-
-def decode_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The file as an (H, W, 3) ``uint8`` array: the pixels anomalib's ``read_image`` starts from."""
-    return decode_image(path, max_pixels)[0]
-
-
-def decode_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
-    """The file as (H, W, 3) ``uint8`` RGB, and notes on what was changed on the way in.
-
-    The pixels are those anomalib's ``read_image`` (``convert("RGB")``) gives, except where Pillow
-    would clip grey of more than 8 bits to white: 16-bit grey is scaled to 8 bits (``/ 257``);
-    32-bit integer or float grey, whose range no format states, is scaled from its own min..max
-    (the note gives that range). Raises ``ValueError`` for an image of more than ``max_pixels``
-    before decoding it.
-    """
-    notes: list[str] = []
-    with PILImage.open(path) as picture:
-        width, height = picture.size
-        if max_pixels is not None and width * height > max_pixels:
-            msg = f"{width} x {height} = {width * height:,} pixels, more than max_pixels {max_pixels:,}"
-            raise ValueError(msg)
-        frames = getattr(picture, "n_frames", 1)
-        if frames > 1:
-            notes.append(f"first of {frames} pages")
-        orientation = picture.getexif().get(0x0112)
-        if orientation not in {None, 1}:
-            notes.append(f"EXIF orientation {orientation} not applied (pixels as stored)")
-        if "A" in picture.mode or "transparency" in picture.info:
-            notes.append("alpha dropped")
-        sixteen_in_i = picture.mode == "I" and any(";16" in str(tile.args) for tile in picture.tile[:1])
-        if picture.mode in _SIXTEEN_BIT_MODES or sixteen_in_i:
-            notes.append("16-bit scaled to 8")
-            grey = np.asarray(picture, dtype=np.float32)
-            level = np.clip(np.rint(grey / 257.0), 0, 255).astype(np.uint8)
-            return np.repeat(level[..., None], 3, axis=2), notes
-        if picture.mode in _WIDE_MODES:
-            level, low, high = _own_range_to_8_bits(np.asarray(picture, dtype=np.float64))
-            notes.append(f"{_WIDE_MODES[picture.mode]} scaled from its own range {low:g}..{high:g} to 8 bits")
-            return np.repeat(level[..., None], 3, axis=2), notes
-        if any(";16" in str(tile.args) for tile in picture.tile[:1]):
-            notes.append("16-bit scaled to 8")  # 16-bit RGB: Pillow keeps the high byte
-        return np.array(picture.convert("RGB")), notes  # a writable copy: torch.from_numpy needs one
-
-
-def _own_range_to_8_bits(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """``values`` scaled linearly from their finite min..max to 0..255 (all 0 when flat); and that range."""
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    spread = high - low
-    scaled = np.where(np.isfinite(values), values - low, 0.0) * (255.0 / spread if spread > 0 else 0.0)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8), low, high
-
-
-def _reason(path: Path, exc: Exception) -> str:
-    """Why a file could not be read, in one line (the path is the row's own)."""
-    if isinstance(exc, FileNotFoundError) and path.is_symlink():
-        return f"dangling symlink: its target {os.readlink(path)} does not exist"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return f"{type(exc).__name__}: {exc}".replace(str(path), path.name).replace("\n", " ")  # the row names the file
-
-
 class FolderImageDataset(Dataset):
     """Images of one folder, decoded to ``uint8``; batches are collated by :meth:`collate`.
 
@@ -206,7 +138,7 @@ class FolderImageDataset(Dataset):
             if original_size[0] < self.image_size[0] or original_size[1] < self.image_size[1]:
                 notes.append(f"upscaled from {original_size[1]} x {original_size[0]}")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not raised
-            error = _reason(path, exc)
+            error = failure_reason(path, exc)
             pixels = np.zeros((*self.image_size, 3), dtype=np.uint8)
             original_size = (0, 0)
         return FolderImageItem(
@@ -243,54 +175,6 @@ class FolderImageDataset(Dataset):
     @property
     def collate_fn(self):  # noqa: ANN201 - same contract as anomalib's datasets
         return self.collate
-
-
-def scheduled_indices(names: Sequence[str], skip: frozenset[str], world_size: int, rank: int, batch_size: int) -> list[int]:
-    """The images rank ``rank`` of ``world_size`` predicts: ``rank, rank + n, rank + 2n, ...`` (each image
-    once, no padding), less the batches in which an earlier run finished every image.
-
-    A batch with anything left to do is predicted whole, so a resumed run's batches are an
-    uninterrupted run's batches and its maps the same bits (a map can differ in the last bits with
-    the batch size it was computed in); the writer does not write the images finished before.
-    Cut into ``batch_size`` pieces, the indices give back exactly those batches: all but the last
-    batch of a rank are full.
-
-    Example:
-        >>> names = ["a", "b", "c", "d", "e"]
-        >>> scheduled_indices(names, frozenset(), 2, 1, 2)
-        [1, 3]
-        >>> scheduled_indices(names, frozenset({"a", "b", "d"}), 1, 0, 2)  # [a b] done, [c d] has c left
-        [2, 3, 4]
-    """
-    mine = list(range(rank, len(names), world_size))
-    if not skip:
-        return mine
-    kept: list[int] = []
-    for start in range(0, len(mine), batch_size):
-        batch = mine[start:start + batch_size]
-        if any(names[index] not in skip for index in batch):
-            kept += batch
-    return kept
-
-
-class FolderShardSampler(DistributedSampler):
-    """Yields the indices :func:`scheduled_indices` gives one rank (all of its images by default).
-
-    Lightning's own predict sampler asserts that every rank gets at least one image; this one
-    lets a rank get none (1 image on 2 GPUs), and its loader is then simply empty.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, indices: Sequence[int] | None = None) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.indices = list(indices) if indices is not None else list(range(rank, len(dataset), num_replicas))
-        self.num_samples = len(self.indices)
-        self.total_size = len(dataset)
-
-    def __iter__(self):  # noqa: ANN204
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class FolderDataModule(AnomalibDataModule):

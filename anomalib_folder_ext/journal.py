@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ from typing import IO
 from anomalib_folder_ext.artifacts import display_name
 from anomalib_folder_ext.console import option_hint
 from anomalib_folder_ext.errors import InputError
-from anomalib_folder_ext.owned import OwnedDir, open_existing
+from anomalib_folder_ext.owned import DirView, OwnedDir, open_existing
 from anomalib_folder_ext.runplan import FILE_KINDS, OutputNames
 from anomalib_folder_ext.summary import CSV_NAME, ImageResult, parse_results
 
@@ -42,7 +43,7 @@ JOURNAL_DIR = ".journal"
 OWNER_NAME = "owner.json"
 FINISHED_NAME = "finished.json"
 TOOL = "anomalib-folder-ext"
-_RANK_FILE_LIMIT = 4096  # rank0.jsonl ... : more ranks than any machine room has
+_RANK_FILE = re.compile(r"rank(\d+)\.jsonl")
 
 
 class JournalMismatchError(InputError):
@@ -177,13 +178,14 @@ def _directory(output_dir: OwnedDir | str | Path) -> OwnedDir | None:
     return output_dir if isinstance(output_dir, OwnedDir) else open_existing(output_dir)
 
 
-def rank_files(directory: OwnedDir) -> list[str]:
-    """The journal's per-rank logs, by their exact names."""
+def rank_files(directory: DirView) -> list[str]:
+    """The journal's per-rank logs (``rank<N>.jsonl``), in rank order."""
     try:
-        present = set(directory.names(JOURNAL_DIR))
+        present = directory.names(JOURNAL_DIR)
     except (OSError, InputError):
         return []
-    return [f"{JOURNAL_DIR}/{name}" for name in (f"rank{rank}.jsonl" for rank in range(_RANK_FILE_LIMIT)) if name in present]
+    ranks = sorted(int(match.group(1)) for name in present if (match := _RANK_FILE.fullmatch(name)))
+    return [_rank_file(rank) for rank in ranks]
 
 
 def read_journal(output_dir: OwnedDir | str | Path) -> JournalState:

@@ -190,12 +190,14 @@ def check_output_dir(
         return None
     with directory:
         ours = journal.has_record(directory)
-        for name in (journal.JOURNAL_DIR, LOCK_NAME, *RUN_FILES, *sorted(plan.folders())):
-            if directory.is_link(name):
-                raise OutputDirError(_link_message(output_dir, name))
-        for name in sorted(plan.folders()):
+        folders = set(plan.folders())
+        for name in (journal.JOURNAL_DIR, LOCK_NAME, *RUN_FILES, *sorted(folders)):
             found = directory.lstat(name)
-            if found is not None and not stat.S_ISDIR(found.st_mode):
+            if found is None:
+                continue
+            if stat.S_ISLNK(found.st_mode):
+                raise OutputDirError(_link_message(output_dir, name))
+            if name in folders and not stat.S_ISDIR(found.st_mode):
                 msg = (f"{output_dir / name}: is a file where the run needs a folder (its maps mirror the input's "
                        "sub-folders); move it away or choose another output_dir")
                 raise OutputDirError(msg)

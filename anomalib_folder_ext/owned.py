@@ -68,28 +68,15 @@ def relative_parts(relative: str | PurePath) -> list[str]:
     return parts
 
 
-class OwnedDir:
-    """A directory a run writes into, resolved once and held open; see the module doc.
+class DirView:
+    """A directory resolved once and held open, read without ever following a link below it.
 
-    Example:
-        >>> import tempfile
-        >>> out = OwnedDir(Path(tempfile.mkdtemp()) / "results", create=True)
-        >>> out.write("sub/a_anomaly.npy", b"map")
-        >>> out.read_bytes("sub/a_anomaly.npy"), out.is_file("sub/a_anomaly.npy")
-        (b'map', True)
-        >>> out.remove("sub/a_anomaly.npy"), out.is_file("sub/a_anomaly.npy")
-        (True, False)
+    What :class:`OwnedDir` writes through, and what a check reads before anything is written.
     """
 
-    def __init__(self, path: str | os.PathLike, create: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike) -> None:
         self._fd: int | None = None
         self.path = Path(path)
-        if create:
-            try:
-                os.makedirs(self.path, exist_ok=True)
-            except OSError as exc:
-                msg = f"output_dir {self.path}: cannot be created ({exc.strerror or exc})"
-                raise OutputDirError(msg) from None
         self.real = Path(os.path.realpath(self.path))
         try:
             self._fd = os.open(self.real, _DIRECTORY)
@@ -101,25 +88,31 @@ class OwnedDir:
 
     # -- walking ------------------------------------------------------------------------------
     @contextmanager
-    def parent(self, relative: str | PurePath, create: bool = False) -> Iterator[tuple[int, str]]:
-        """The open folder holding ``relative`` and its last name; folders made on the way when ``create``.
+    def folder(self, parts: list[str], create: bool = False) -> Iterator[int]:
+        """The open folder at ``parts`` below this one; folders made on the way when ``create``.
 
         Raises :class:`OutputDirError` when a folder on the way is a link or a file, and
         ``FileNotFoundError`` when one is missing (without ``create``).
         """
-        parts = relative_parts(relative)
         root = self._root()
         fd = root
         try:
-            for depth, part in enumerate(parts[:-1], 1):
+            for depth, part in enumerate(parts, 1):
                 child = self._enter(fd, part, create, parts[:depth])
                 if fd != root:
                     os.close(fd)
                 fd = child
-            yield fd, parts[-1]
+            yield fd
         finally:
             if fd != root:
                 os.close(fd)
+
+    @contextmanager
+    def parent(self, relative: str | PurePath, create: bool = False) -> Iterator[tuple[int, str]]:
+        """The open folder holding ``relative``, and its last name (see :meth:`folder`)."""
+        parts = relative_parts(relative)
+        with self.folder(parts[:-1], create) as fd:
+            yield fd, parts[-1]
 
     def _root(self) -> int:
         if self._fd is None:
@@ -198,10 +191,49 @@ class OwnedDir:
 
     def names(self, relative: str | PurePath | None = None) -> list[str]:
         """The entries of this directory, or of a folder inside it (never through a link)."""
-        if relative is None:
-            return sorted(entry.name for entry in os.scandir(self._root()))
-        with self.parent(f"{PurePath(relative).as_posix()}/x") as (fd, _):
+        with self.folder(relative_parts(relative) if relative is not None else []) as fd:
             return sorted(entry.name for entry in os.scandir(fd))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> DirView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
+
+
+
+class OwnedDir(DirView):
+    """A directory a run writes into: every file it writes or deletes goes through here (module doc).
+
+    Example:
+        >>> import tempfile
+        >>> out = OwnedDir(Path(tempfile.mkdtemp()) / "results", create=True)
+        >>> out.write("sub/a_anomaly.npy", b"map")
+        >>> out.read_bytes("sub/a_anomaly.npy"), out.is_file("sub/a_anomaly.npy")
+        (b'map', True)
+        >>> out.remove("sub/a_anomaly.npy"), out.is_file("sub/a_anomaly.npy")
+        (True, False)
+    """
+
+    def __init__(self, path: str | os.PathLike, create: bool = False) -> None:
+        if create:
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as exc:
+                msg = f"output_dir {path}: cannot be created ({exc.strerror or exc})"
+                raise OutputDirError(msg) from None
+        super().__init__(path)
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, relative: str | PurePath, data: bytes) -> None:
@@ -299,24 +331,6 @@ class OwnedDir:
                     os.rmdir(name, dir_fd=fd)
             except (OSError, OutputDirError):
                 pass
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> OwnedDir:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except OSError:
-            pass
-
 
 def _unlink_quietly(name: str, fd: int) -> None:
     try:

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from anomalib_folder_ext import artifacts
 from anomalib_folder_ext.artifacts import display_name
+from anomalib_folder_ext.decode import decode_rgb
 from anomalib_folder_ext.maps import quantize
 from anomalib_folder_ext.owned import OwnedDir
 from anomalib_folder_ext.summary import ImageResult, most_anomalous, score_statistics
@@ -74,8 +75,6 @@ def report_items(
 ) -> list[ReportItem]:
     """Thumbnails of the ``top_k`` highest scores: the overlay file if written, else the PNG's levels
     (or the NPY) laid over the input image; an input or a map that cannot be read shows what remains."""
-    from anomalib_folder_ext.data import decode_rgb
-
     items = []
     for row in most_anomalous(rows, top_k):
         try:
@@ -93,8 +92,6 @@ def report_items(
 
 
 def _overlay(row: ImageResult, output_dir: Path, image: np.ndarray | None, lut: np.ndarray, alpha: float) -> np.ndarray | None:
-    from anomalib_folder_ext.data import decode_rgb
-
     overlay = None
     if row.overlay:
         overlay = decode_rgb(output_dir / row.overlay)

@@ -117,14 +117,14 @@ def test_model_normalization_is_anomalibs_own_pixel_normalization():
     from anomalib.data import InferenceBatch
     from anomalib.post_processing import PostProcessor
 
-    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+    from anomalib_folder_ext.scoring import map_normalizer
 
     post = PostProcessor()
     post.pixel_min.fill_(-0.5)
     post.pixel_max.fill_(2.5)
     post._pixel_threshold.fill_(0.7)  # noqa: SLF001
     raw = torch.linspace(-1, 4, 2 * 9 * 7).reshape(2, 1, 9, 7)
-    normalizer = AnomalyMapWriter(normalization="model")._map_normalizer(SimpleNamespace(post_processor=post))  # noqa: SLF001
+    normalizer = map_normalizer(SimpleNamespace(post_processor=post), "model", None, None)
     mine = process_maps(raw, normalize=normalizer).normalized
     expected = post(InferenceBatch(anomaly_map=raw.clone(), pred_score=raw.amax(dim=(1, 2, 3)))).anomaly_map
     assert torch.equal(mine, expected.squeeze(1))
@@ -138,9 +138,10 @@ def test_model_normalization_without_pixel_statistics_is_refused_in_words():
 
     from anomalib_folder_ext.callbacks import AnomalyMapWriter
     from anomalib_folder_ext.errors import InputError
+    from anomalib_folder_ext.scoring import map_normalizer
 
     with pytest.raises(InputError, match="no pixel statistics"):
-        AnomalyMapWriter(normalization="model")._map_normalizer(SimpleNamespace(post_processor=PostProcessor()))  # noqa: SLF001
+        map_normalizer(SimpleNamespace(post_processor=PostProcessor()), "model", None, None)
     with pytest.raises(InputError, match="vmin < vmax"):
         AnomalyMapWriter(normalization="fixed", vmin=1.0)
 

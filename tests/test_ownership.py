@@ -19,9 +19,10 @@ import pytest
 from PIL import Image
 
 from anomalib_folder_ext import journal, outputdir, split
-from anomalib_folder_ext.batches import check_output_root
+from anomalib_folder_ext.outputroot import check_output_root
 from anomalib_folder_ext.checkpoint import content_digest
-from anomalib_folder_ext.data import decode_image, scheduled_indices
+from anomalib_folder_ext.data import scheduled_indices
+from anomalib_folder_ext.decode import decode_image
 from anomalib_folder_ext.discover import list_folder_images
 from anomalib_folder_ext.errors import FolderInputError, OutputDirError
 from anomalib_folder_ext.owned import OwnedDir, temporary_name

@@ -171,7 +171,7 @@ def test_16_mixed_on_a_cpu_is_reported_as_what_ran_and_what_was_asked():
     from jsonargparse import Namespace
     from lightning.pytorch.cli import SaveConfigCallback
 
-    from anomalib_folder_ext.callbacks import _precision_text
+    from anomalib_folder_ext.runinfo import precision_text as _precision_text
 
     asked = SaveConfigCallback(parser=None, config=Namespace(trainer=Namespace(precision="16-mixed")))
     assert _precision_text(SimpleNamespace(precision="bf16-mixed", callbacks=[asked])) == (
