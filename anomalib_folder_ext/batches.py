@@ -23,9 +23,14 @@ from anomalib_folder_ext.artifacts import default_output_dir, display_name
 from anomalib_folder_ext.console import report_failures
 from anomalib_folder_ext.discover import natural_key
 from anomalib_folder_ext.errors import InputError
-from anomalib_folder_ext.outputroot import FolderOutput, OutputRoot, check_folder_outputs
+from anomalib_folder_ext.outputroot import (
+    FolderOutput,
+    OutputRoot,
+    check_folder_outputs,
+)
 from anomalib_folder_ext.owned import open_existing
 from anomalib_folder_ext.runinfo import precision_name
+
 
 @dataclass
 class FolderJob:
@@ -94,7 +99,6 @@ class BatchRun:
         self, base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool, overwrite: bool = False
     ) -> None:
         from anomalib.cli.cli import AnomalibCLI
-        from lightning.pytorch.cli import SaveConfigCallback
 
         from anomalib_folder_ext.callbacks import AnomalyMapWriter
 
@@ -107,13 +111,12 @@ class BatchRun:
             msg = "a multi-folder run needs exactly one anomalib_folder_ext.callbacks.AnomalyMapWriter in trainer.callbacks"
             raise InputError(msg)
         self.writer = writers[0]
-        self.writer.resume = resume
-        self.writer.overwrite = overwrite or self.writer.overwrite or not resume  # --resume False: redo every folder
-        self.writer.announce = False  # one line per folder here instead, and one exit status for the run
-        self.save_config = next((callback for callback in callbacks if isinstance(callback, SaveConfigCallback)), None)
+        # --resume False: redo every folder; one line per folder here instead of the writer's, and one exit status
+        self.overwrite = overwrite or self.writer.options.overwrite or not resume
+        self.writer.configure(resume=resume, overwrite=self.overwrite, announce=False)
         predict = self.cli.config.predict
         self.ckpt_path = predict.get("ckpt_path")
-        self.settings = self.writer.run_settings(self.ckpt_path, precision_name(predict.trainer.precision))
+        self.settings = self.writer.options.settings(self.ckpt_path, precision_name(predict.trainer.precision))
         self.reports: list[summary.BatchReport] = []
         self.done_images = self.predicted_images = 0
         self.predict_seconds = 0.0
@@ -134,8 +137,8 @@ class BatchRun:
         for job in self.jobs:
             try:  # every refusal the writer would make when this folder's turn comes, made now
                 outputdir.check_output_dir(job.output.output_dir, job.output.folder, job.plan,
-                                           self.writer.resume or self.writer.overwrite,
-                                           allow_other_files=self.writer.allow_other_files)
+                                           self.resume or self.overwrite,
+                                           allow_other_files=self.writer.options.allow_other_files)
             except InputError as exc:
                 raise InputError(f"{job.origin}: {exc}") from None
         self.root = OutputRoot(self.output_root, [job.output for job in self.jobs], write=_rank_zero())
@@ -175,7 +178,7 @@ class BatchRun:
         job.listed_s = time.perf_counter() - listing
         job.config, job.datamodule = config, datamodule
         job.names = [path.as_posix() for path in datamodule.relative_paths]
-        job.plan = self.writer.output_names(job.names)
+        job.plan = self.writer.options.output_names(job.names)
         job.output = FolderOutput(job.name, job.origin, datamodule.folder_path, datamodule.output_dir)
 
     def run_folder(self, number: int, job: FolderJob) -> None:
@@ -206,8 +209,8 @@ class BatchRun:
                          self.predicted_images / self.predict_seconds if self.predicted_images else 0.0))
 
     def _predict(self, job: FolderJob) -> None:
-        if self.save_config is not None:  # each folder's config.yaml is its own
-            self.save_config.config, self.save_config.already_saved = job.config.predict, False
+        # each folder's config.yaml is its own
+        self.writer.configure(resume=self.resume, overwrite=self.overwrite, announce=False, run_config=job.config.predict)
         if self.loaded:
             self.cli.engine.trainer.predict(self.cli.model, datamodule=job.datamodule, return_predictions=False)
             return

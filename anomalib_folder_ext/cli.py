@@ -16,8 +16,13 @@ from typing import NoReturn
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
 from anomalib_folder_ext.launch import one_line_errors, run_anomalib, run_batch_folders
+from anomalib_folder_ext.options import MapSize, Normalization, choices, option_docs
 from anomalib_folder_ext.preflight import batch_jobs, check_inputs
-from anomalib_folder_ext.translate import anomalib_predict_args, resolve_folder, writer_flags
+from anomalib_folder_ext.translate import (
+    anomalib_predict_args,
+    resolve_folder,
+    writer_flags,
+)
 
 
 def _bool(text: str) -> bool:
@@ -70,30 +75,30 @@ def _colormap(name: str) -> str:
     return name
 
 
+def _doc(name: str) -> str:
+    """A writer option's help: its documentation in :class:`~anomalib_folder_ext.options.WriterOptions`."""
+    return option_docs()[name]
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The old script's flags that shape a run, shared by ``predict`` and ``batches``."""
     parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
     parser.add_argument("--batch_size", type=_count(1), default=8)
-    parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False")
-    parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False")
-    parser.add_argument("--colormap", type=_colormap, default="jet", help="matplotlib colormap for the PNGs")
-    parser.add_argument("--normalization", choices=["per_image", "model", "fixed"], default="per_image",
-                        help="per_image: each map's own min-max; model: anomalib's pixel normalisation from the "
-                             "checkpoint (comparable across images); fixed: --vmin/--vmax of the raw map")
-    parser.add_argument("--vmin", type=_finite, help="with --normalization fixed: the raw value shown as 0")
-    parser.add_argument("--vmax", type=_finite, help="with --normalization fixed: the raw value shown as 1")
-    parser.add_argument("--map_size", choices=["model", "original"], default="model",
-                        help="maps at the model's input size, or resized to each image's own size")
-    parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False",
-                        help="also write <stem>_overlay.jpg: the colour-mapped map over the image")
-    parser.add_argument("--overlay_alpha", type=_finite, default=0.5, help="the map's weight in the overlay (0-1)")
-    parser.add_argument("--report", type=_bool, default=False, metavar="True|False",
-                        help="also write report.html and report.png: counts, score histogram, the top images")
+    parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False", help=_doc("save_as_image"))
+    parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False", help=_doc("save_as_npy"))
+    parser.add_argument("--colormap", type=_colormap, default="jet", help=_doc("colormap"))
+    parser.add_argument("--normalization", choices=choices(Normalization), default="per_image",
+                        help=_doc("normalization"))
+    parser.add_argument("--vmin", type=_finite, help=_doc("vmin"))
+    parser.add_argument("--vmax", type=_finite, help=_doc("vmax"))
+    parser.add_argument("--map_size", choices=choices(MapSize), default="model", help=_doc("map_size"))
+    parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False", help=_doc("save_overlay"))
+    parser.add_argument("--overlay_alpha", type=_finite, default=0.5, help=_doc("overlay_alpha"))
+    parser.add_argument("--report", type=_bool, default=False, metavar="True|False", help=_doc("report"))
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
     parser.add_argument("--allow_other_files", type=_bool, default=False, metavar="True|False",
-                        help="write into an output dir that holds other files and no run of this tool (default: "
-                             "refuse); a file of theirs under a name the run writes is refused all the same")
+                        help=_doc("allow_other_files"))
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     parser.add_argument("--devices", default="1", help="number of devices, or auto")
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
@@ -259,11 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.command == "demo":
         return run_demo(options)
     if options.command in {"predict", "batches"}:
-        from anomalib_folder_ext.options import fixed_range_problem
+        from anomalib_folder_ext.errors import InputError
+        from anomalib_folder_ext.translate import writer_options
 
-        problem = fixed_range_problem(options.normalization, options.vmin, options.vmax)
-        if problem:
-            for name in ("vmin", "vmax", "normalization"):  # the flags' spelling
+        try:
+            writer_options(options)
+        except InputError as exc:
+            problem = str(exc)
+            for name in ("vmin", "vmax", "normalization", "overlay_alpha"):  # the flags' spelling
                 problem = problem.replace(name, f"--{name}")
             parser.error(problem)
     with_configs = "--config" in passthrough or any(arg.startswith("--config=") for arg in passthrough)

@@ -18,6 +18,7 @@ resize then leaves them as they are. Folders of one image size, the usual case, 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,14 @@ from torchvision.tv_tensors import Image
 from anomalib_folder_ext.artifacts import default_output_dir
 from anomalib_folder_ext.console import quiet_under_cli
 from anomalib_folder_ext.decode import DEFAULT_MAX_PIXELS, decode_image, failure_reason
-from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, normalize_extensions
+from anomalib_folder_ext.discover import (
+    DEFAULT_EXTENSIONS,
+    list_folder_images,
+    normalize_extensions,
+)
 from anomalib_folder_ext.errors import FolderInputError
 from anomalib_folder_ext.journal import file_stamp
+from anomalib_folder_ext.runplan import finished_images
 from anomalib_folder_ext.schedule import FolderShardSampler, scheduled_indices
 
 DEFAULT_IMAGE_SIZE = (256, 256)
@@ -232,9 +238,6 @@ class FolderDataModule(AnomalibDataModule):
         self.max_pixels = max_pixels
         self.category = self.folder_path.resolve().name
         self.relative_paths: list[Path] = []
-        # Images an earlier, interrupted run already finished (set by a resuming writer): they stay
-        # in relative_paths (names, order, summaries); batches of nothing else are not predicted again.
-        self.skip: frozenset[str] = frozenset()
         self.predict_data: FolderImageDataset | None = None
 
     @property
@@ -295,7 +298,12 @@ class FolderDataModule(AnomalibDataModule):
         trainer = getattr(self, "trainer", None)
         world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         names = [path.as_posix() for path in self.relative_paths]
-        indices = scheduled_indices(names, self.skip, world_size, rank, self.batch_size)
+        # Images an earlier, interrupted run finished, as the run's plan says: they stay in
+        # relative_paths (names, order, summaries); batches of nothing else are not predicted again.
+        skip = finished_images(trainer)
+        if names and len(skip) == len(names):  # nothing to predict: Lightning's warning would only alarm
+            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
+        indices = scheduled_indices(names, skip, world_size, rank, self.batch_size)
         sampler = FolderShardSampler(self.predict_data, world_size, rank, indices)
         return DataLoader(
             self.predict_data,

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-
 # Our own ``max_pixels`` replaces Pillow's decompression-bomb check, which only warns below twice
 # its limit (a 13000 x 13000 PNG took 3.8 GB) and would print that warning from every worker.
 PILImage.MAX_IMAGE_PIXELS = None

@@ -1,9 +1,193 @@
-"""Checks of option values that both entry points make: ``anomalib-folder``'s parser before anything
-loads, and the writer when ``anomalib predict`` builds it from a config."""
+"""Every option of the writer, once: its default, its choices, its check and its documentation.
+
+``anomalib-folder``'s parser, the writer callback (from a config), the multi-folder loop and the
+docs all read :class:`WriterOptions`: the help text of a flag, the ``Args`` of the writer's
+docstring (which ``anomalib predict --help`` shows) and the README's tables come from the
+``doc`` of each field, and the choices of a flag from the enums below.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import MISSING, dataclass, field, fields, replace
+from enum import Enum
+from pathlib import Path
+
+from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.runplan import OutputNames
+
+
+class _Choice(str, Enum):
+    """An option's allowed values: each member is its own string, in messages and configs alike."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class Normalization(_Choice):
+    per_image = "per_image"
+    model = "model"
+    fixed = "fixed"
+
+
+class MapSize(_Choice):
+    model = "model"
+    original = "original"
+
+
+class OverlayFormat(_Choice):
+    jpg = "jpg"
+    png = "png"
+
+
+def choices(kind: type[Enum]) -> list[str]:
+    """The values of an option's enum, as argparse and the messages spell them.
+
+    Example:
+        >>> choices(Normalization)
+        ['per_image', 'model', 'fixed']
+    """
+    return [member.value for member in kind]
+
+
+def _option(default: object, doc: str) -> object:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class WriterOptions:
+    """What the writer writes and how; checked when made, so a bad value fails before the model loads.
+
+    Example:
+        >>> options = WriterOptions(save_as_image=False, normalization="fixed", vmin=0.0, vmax=2.0)
+        >>> options.normalization_text(), options.output_names(["a.png"]).files("a.png")["npy"]
+        ('fixed 0 2', 'a_anomaly.npy')
+        >>> WriterOptions(map_size="huge")
+        Traceback (most recent call last):
+        ...
+        anomalib_folder_ext.errors.InputError: map_size 'huge': use model or original
+    """
+
+    output_dir: Path | None = _option(None, "Where to write; null takes the datamodule's output_dir.")
+    save_as_npy: bool = _option(True, "Write <stem>_anomaly.npy: the map, H x W float32 in [0, 1].")
+    save_as_image: bool = _option(True, "Write <stem>_anomaly.png: the map through the colormap.")
+    colormap: str = _option("jet", "Any matplotlib colormap, applied as a 256-entry lookup table.")
+    png_compress_level: int = _option(1, "zlib level 0-9 of the PNGs; 1 is fast and near the smallest "
+                                         "(docs/PERFORMANCE.md).")
+    write_workers: int | None = _option(None, "Threads encoding and writing files while the model runs; "
+                                              "null: min(8, CPUs).")
+    top_count: int = _option(10, "Length of the most-anomalous list in the text summary.")
+    release_maps: bool = _option(True, "Drop each batch's map once handed over, so anomalib's PostProcessor skips "
+                                       "pixel work nothing reads; false when another callback (anomalib's "
+                                       "visualizer) needs anomaly_map.")
+    normalization: Normalization = _option(Normalization.per_image,
+                                           "How each map is scaled to [0, 1]: per_image by its own min and max "
+                                           "(every max is 1); model by anomalib's pixel normalisation from the "
+                                           "checkpoint (0.5 = its pixel threshold, comparable across images); "
+                                           "fixed by vmin and vmax of the raw map. Clipped.")
+    vmin: float | None = _option(None, "With normalization fixed only: the raw value shown as 0 (finite).")
+    vmax: float | None = _option(None, "With normalization fixed only: the raw value shown as 1 (finite).")
+    map_size: MapSize = _option(MapSize.model, "model: maps at the model's input size; original: each map "
+                                               "resized (bilinearly, on the device) to its image's size.")
+    save_overlay: bool = _option(False, "Also write <stem>_overlay.jpg: the colour-mapped map blended over "
+                                        "the input image, at the map's size.")
+    overlay_alpha: float = _option(0.5, "The map's weight in the overlay: 0 only the image, 1 only the map.")
+    overlay_format: OverlayFormat = _option(OverlayFormat.jpg, "Overlay file format: jpg (small) or png (lossless).")
+    report: bool = _option(False, "At the end, also write report.html (counts, score histogram, the most "
+                                  "anomalous images) and report.png (the same as one picture).")
+    report_top_k: int = _option(12, "How many of the most anomalous images the report shows.")
+    resume: bool = _option(False, "Finish an interrupted run in the same output dir: images it finished are "
+                                  "not predicted again, and results.csv comes out as an uninterrupted run's.")
+    overwrite: bool = _option(False, "Replace an earlier run's results in the output dir (exactly the files it "
+                                     "recorded are deleted first); refused by default.")
+    allow_other_files: bool = _option(False, "Write into an output dir that holds other files and no run of this "
+                                             "tool (refused by default); a file of theirs under a name the run "
+                                             "writes is refused all the same.")
+
+    def __post_init__(self) -> None:
+        for name, kind in (("normalization", Normalization), ("map_size", MapSize), ("overlay_format", OverlayFormat)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                allowed = choices(kind)
+                msg = f"{name} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}"
+                raise InputError(msg) from None
+        if self.output_dir is not None:
+            object.__setattr__(self, "output_dir", Path(self.output_dir))
+        workers = self.write_workers if self.write_workers is not None else min(8, os.cpu_count() or 1)
+        object.__setattr__(self, "write_workers", max(1, workers))
+        problem = (fixed_range_problem(self.normalization.value, self.vmin, self.vmax)
+                   or overlay_problem(self.overlay_alpha, self.overlay_format.value))
+        if problem:
+            raise InputError(problem)
+        if self.with_levels:
+            from anomalib_folder_ext.artifacts import colormap_lut
+
+            colormap_lut(self.colormap)  # an unknown name: one line now, not after the model loaded
+
+    @property
+    def with_levels(self) -> bool:
+        """Whether any file shows the map through the colormap (the 8-bit levels are needed)."""
+        return self.save_as_image or self.save_overlay
+
+    def configured(self, **changes: object) -> WriterOptions:
+        """These options with ``changes``, checked again."""
+        return replace(self, **changes)
+
+    def output_names(self, names: list[str]) -> OutputNames:
+        """The files each image gets under these options."""
+        return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
+                                      self.overlay_format.value if self.save_overlay else None)
+
+    def settings(self, checkpoint: str | Path | None, precision: str) -> dict:
+        """What decides the files' content: an output dir resumes only under the same settings.
+
+        The checkpoint counts by its content (SHA-256): new weights saved over the old file are
+        another model, and a checkpoint moved elsewhere is the same one.
+        """
+        from anomalib_folder_ext.checkpoint import content_digest
+
+        return {
+            "checkpoint": content_digest(checkpoint) if checkpoint else None,
+            "precision": str(precision),
+            "npy": self.save_as_npy,
+            "png": self.colormap if self.save_as_image else False,
+            "overlay": f"{self.overlay_format.value} {self.overlay_alpha:g}" if self.save_overlay else False,
+            "normalization": self.normalization_text(),
+            "map_size": self.map_size.value,
+        }
+
+    def normalization_text(self) -> str:
+        if self.normalization is Normalization.fixed:
+            return f"fixed {self.vmin:g} {self.vmax:g}"
+        return self.normalization.value
+
+    def outputs_text(self) -> str:
+        """The files each image gets, in words, for the summary."""
+        kinds = [("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image),
+                 (f"overlay ({self.overlay_format.value}, alpha {self.overlay_alpha:g})", self.save_overlay)]
+        return ", ".join(name for name, on in kinds if on) or "summary only"
+
+
+def option_docs() -> dict[str, str]:
+    """Each writer option's documentation, the one source of its help text."""
+    return {option.name: option.metadata["doc"] for option in fields(WriterOptions)}
+
+
+def option_defaults() -> dict[str, object]:
+    return {option.name: getattr(option.default, "value", option.default)
+            for option in fields(WriterOptions) if option.default is not MISSING}
+
+
+def args_doc(indent: str = "    ") -> str:
+    """A Google-style ``Args:`` section of every option (the writer's docstring ends with it)."""
+    lines = [f"{indent}Args:"]
+    lines += [f"{indent}    {name}: {doc}" for name, doc in option_docs().items()]
+    return "\n".join(lines) + "\n"
 
 
 def fixed_range_problem(normalization: str, vmin: float | None, vmax: float | None) -> str | None:
@@ -27,6 +211,6 @@ def fixed_range_problem(normalization: str, vmin: float | None, vmax: float | No
 
 def overlay_problem(alpha: float, overlay_format: str) -> str | None:
     """Why the overlay options cannot be used; ``None`` when they can (NaN is not in [0, 1])."""
-    if not 0.0 <= alpha <= 1.0 or overlay_format not in {"jpg", "png"}:
+    if not 0.0 <= alpha <= 1.0 or overlay_format not in choices(OverlayFormat):
         return f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {alpha}, {overlay_format!r})"
     return None

@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from anomalib_folder_ext.translate import inline_config, predict_config, resolve_folder
+from anomalib_folder_ext.translate import (
+    inline_config,
+    predict_config,
+    resolve_folder,
+    writer_options,
+)
 
 
 def check_inputs(options: argparse.Namespace):  # noqa: ANN201
@@ -23,20 +28,12 @@ def check_inputs(options: argparse.Namespace):  # noqa: ANN201
     return checkpoint
 
 
-def output_names(options: argparse.Namespace, names: list[str]):  # noqa: ANN201
-    """The files each image gets under these options: the names the writer will use."""
-    from anomalib_folder_ext.runplan import OutputNames
-
-    return OutputNames.for_images(names, options.save_as_npy, options.save_as_image,
-                                  "jpg" if options.save_overlay else None)
-
-
 def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options: argparse.Namespace) -> None:
     """The writer's output-dir checks, with the writer's output names, made before anomalib loads; creates nothing."""
     from anomalib_folder_ext import outputdir
     from anomalib_folder_ext.artifacts import ensure_writable
 
-    plan = output_names(options, [path.as_posix() for path in images])
+    plan = writer_options(options).output_names([path.as_posix() for path in images])
     ensure_writable(output_dir, create=False)
     outputdir.check_output_dir(output_dir, folder, plan, reuse=bool(options.resume or options.overwrite),
                                allow_other_files=options.allow_other_files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,21 @@ class RankReport:
     rows: list[summary.ImageResult]
     startup_s: float | None
     loop_s: float
-    peak_memory: str
+    host_mib: float  # peak host memory of the process
+    gpu_mib: float | None = None  # peak memory torch allocated on its GPU
+
+    @property
+    def peak_memory(self) -> str:
+        return f"host {self.host_mib:.0f} MiB" + (f", GPU {self.gpu_mib:.0f} MiB" if self.gpu_mib is not None else "")
+
+    def record(self) -> dict:
+        """Its numbers, for the finished record (``.journal/finished.json``) that tools read."""
+        return {"images": len(self.rows), "startup_s": _rounded(self.startup_s), "loop_s": _rounded(self.loop_s),
+                "host_mib": _rounded(self.host_mib), "gpu_mib": _rounded(self.gpu_mib)}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def cli_config(trainer: Trainer, key: str) -> object:
@@ -56,17 +71,30 @@ def requested_checkpoint(trainer: Trainer) -> str | None:
     return str(value) if value else None
 
 
-def save_run_config(trainer: Trainer, directory: OwnedDir, name: str) -> str | None:
+def checked_checkpoint(trainer: Trainer) -> str | None:
+    """The checkpoint this run will load, read once so that a bad file is one line before anything
+    loads (under ``anomalib predict`` nothing has read it yet); its resolved path."""
+    checkpoint = requested_checkpoint(trainer)
+    if not checkpoint:
+        return None
+    from anomalib_folder_ext.checkpoint import read_checkpoint
+
+    read_checkpoint(checkpoint)
+    return str(Path(checkpoint).expanduser().resolve())
+
+
+def save_run_config(trainer: Trainer, directory: OwnedDir, name: str, config: object = None) -> str | None:
     """The run's resolved config, written into the output dir like every file of the run (never through
     a link); the CLI's own save-config callback, which would follow one, is told it is done. The
-    file's name when this rank wrote it."""
+    file's name when this rank wrote it. ``config``: this folder's own, in a multi-folder run."""
     from lightning.pytorch.cli import SaveConfigCallback
 
     written = None
     for callback in trainer.callbacks:
-        if isinstance(callback, SaveConfigCallback) and not callback.already_saved:
+        if isinstance(callback, SaveConfigCallback) and (config is not None or not callback.already_saved):
             if trainer.is_global_zero and callback.save_to_log_dir:
-                directory.write(name, callback.parser.dump(callback.config, skip_none=False).encode())
+                dumped = callback.parser.dump(config if config is not None else callback.config, skip_none=False)
+                directory.write(name, dumped.encode())
                 written = name
             callback.already_saved = True  # on every rank, so no rank waits on a broadcast
     return written
@@ -82,13 +110,11 @@ def precision_text(trainer: Trainer) -> str:
     return f"{ran} (asked for {precision_name(asked)}{why})"
 
 
-def peak_memory(trainer: Trainer) -> str:
-    """Peak host RSS of this process and, on a GPU, the peak memory torch allocated there."""
-    text = f"host {peak_rss_kib() / 1024:.0f} MiB"
+def peak_memory_mib(trainer: Trainer) -> tuple[float, float | None]:
+    """Peak host RSS of this process and, on a GPU, the peak memory torch allocated there (else ``None``)."""
     device = trainer.strategy.root_device
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
-    return text
+    gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return peak_rss_kib() / 1024, gpu
 
 
 def peak_rss_kib() -> float:
@@ -125,3 +151,29 @@ def gather_to_rank_zero(report: RankReport) -> list[RankReport]:
     dist.gather_object(report, gathered, dst=0)
     return gathered if gathered is not None else []
 
+
+
+class LoopClock:
+    """When the predict loop started and when its first batch came: the run's start-up and loop time."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_batch_at: float | None = None
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def batch(self) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.perf_counter()
+
+    def loop_s(self) -> float:
+        """First batch (or the loop's start) to now: to the last file written when called at the end."""
+        return time.perf_counter() - (self.first_batch_at or self.started)
+
+    def startup_s(self) -> float | None:
+        """Seconds from the process's start to its first batch: imports, checkpoint, workers."""
+        age = process_age_s()
+        if age is None or self.first_batch_at is None:
+            return None
+        return age - (time.perf_counter() - self.first_batch_at)

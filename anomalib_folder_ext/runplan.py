@@ -1,4 +1,4 @@
-"""The files a run will write, named before anything loads: the same names for every check.
+"""The run plan: the files a run will write and what it reuses, decided before anything loads.
 
 The preflight (before the model loads), the writer, resume and the multi-folder loop all ask
 :class:`OutputNames` which files an image gets, so an output that would land on an input image is
@@ -66,3 +66,43 @@ class OutputNames:
         for stem in self.stems.values():
             folders.update(parent.as_posix() for parent in stem.parents if parent.as_posix() != ".")
         return folders
+
+
+@dataclass
+class RunPlan:
+    """One folder's run, decided before the model loads: its images, their output files, the
+    settings that decide the files' content, and the rows an earlier run finished (resume).
+
+    The writer makes it once (:mod:`~anomalib_folder_ext.rundir`); the datamodule asks it which
+    images not to predict again (:func:`finished_images`).
+
+    Example:
+        >>> plan = RunPlan(OutputNames.for_images(["a.png", "b.png"]), {}, earlier={"a.png": None})
+        >>> plan.skip, plan.remaining
+        (frozenset({'a.png'}), 1)
+    """
+
+    outputs: OutputNames
+    settings: dict
+    earlier: dict = field(default_factory=dict)  # image -> its summary.ImageResult from the earlier run
+
+    @property
+    def names(self) -> list[str]:
+        return self.outputs.names
+
+    @property
+    def skip(self) -> frozenset[str]:
+        return frozenset(self.earlier)
+
+    @property
+    def remaining(self) -> int:
+        return len(self.names) - len(self.earlier)
+
+
+def finished_images(trainer: object) -> frozenset[str]:
+    """The images the run's plan has finished already: none without a writer that planned the run."""
+    for callback in getattr(trainer, "callbacks", None) or []:
+        plan = getattr(callback, "plan", None)
+        if isinstance(plan, RunPlan):
+            return plan.skip
+    return frozenset()

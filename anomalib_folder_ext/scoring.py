@@ -67,3 +67,29 @@ def image_scores(
     labels = label.reshape(-1) if label is not None and label.dtype == torch.bool else None
     return processed.pred_score.reshape(-1), labels
 
+
+
+class Scoring:
+    """The model's image scores and labels for each batch, and the scale of its maps, for one run.
+
+    Made as the loop starts (``for_model``): the threshold is looked at once, not per batch.
+    """
+
+    def __init__(self, normalizer: maps.Normalizer | None, labels_from_threshold: bool) -> None:
+        self.normalizer, self.labels_from_threshold = normalizer, labels_from_threshold
+
+    @classmethod
+    def for_model(cls, pl_module: LightningModule, normalization: str, vmin: float | None, vmax: float | None) -> Scoring:
+        return cls(map_normalizer(pl_module, str(normalization), vmin, vmax), has_image_threshold(pl_module))
+
+    def scores(self, pl_module: LightningModule, raw_scores: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return image_scores(pl_module, raw_scores, self.labels_from_threshold)
+
+
+def hand_over(outputs: object, labels: torch.Tensor | None, release_maps: bool) -> None:
+    """What anomalib's PostProcessor gets after the writer: without the map (``release_maps``), it
+    skips its pixel-level work; with the labels, it does not wait for the device to make them again."""
+    if release_maps:
+        outputs.anomaly_map = None
+    if labels is not None and outputs.pred_label is None:
+        outputs.pred_label = labels

@@ -23,9 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS, list_folder_images, natural_key
+from anomalib_folder_ext.discover import (
+    DEFAULT_EXTENSIONS,
+    list_folder_images,
+    natural_key,
+)
 from anomalib_folder_ext.errors import InputError, OutputDirError
-from anomalib_folder_ext.owned import OwnedDir, open_existing, relative_parts, temporary_name
+from anomalib_folder_ext.owned import (
+    OwnedDir,
+    open_existing,
+    relative_parts,
+    temporary_name,
+)
 
 PLAN_NAME = "batches.csv"
 CONFIGS_DIR = "configs"

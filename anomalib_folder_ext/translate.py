@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from anomalib_folder_ext.options import Normalization, WriterOptions
+
 MODEL_CLASS = "anomalib.models.EfficientAd"
 DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
 WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
@@ -66,23 +68,40 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                 {"class_path": CHANNELS_LAST_CLASS},
                 {
                     "class_path": WRITER_CLASS,
-                    "init_args": {
-                        "save_as_npy": options.save_as_npy,
-                        "save_as_image": options.save_as_image,
-                        "colormap": options.colormap,
-                        "normalization": options.normalization,
-                        **({"vmin": options.vmin, "vmax": options.vmax} if options.normalization == "fixed" else {}),
-                        "map_size": options.map_size,
-                        "save_overlay": options.save_overlay,
-                        "overlay_alpha": options.overlay_alpha,
-                        "report": options.report,
-                        "resume": bool(options.resume),
-                        "overwrite": bool(getattr(options, "overwrite", False)),
-                        "allow_other_files": options.allow_other_files,
-                    },
+                    "init_args": writer_init_args(writer_options(options)),
                 }
             ],
         },
+    }
+
+
+def writer_options(options: argparse.Namespace) -> WriterOptions:
+    """The writer's options the flags ask for, checked (an ``InputError`` names what is wrong)."""
+    return WriterOptions(
+        save_as_npy=options.save_as_npy, save_as_image=options.save_as_image, colormap=options.colormap,
+        normalization=options.normalization, vmin=options.vmin, vmax=options.vmax, map_size=options.map_size,
+        save_overlay=options.save_overlay, overlay_alpha=options.overlay_alpha, report=options.report,
+        resume=bool(options.resume), overwrite=bool(getattr(options, "overwrite", False)),
+        allow_other_files=options.allow_other_files,
+    )
+
+
+def writer_init_args(writer: WriterOptions) -> dict:
+    """The writer's ``init_args`` in the config: the options the flags set (the rest keep their defaults)."""
+    fixed = writer.normalization is Normalization.fixed
+    return {
+        "save_as_npy": writer.save_as_npy,
+        "save_as_image": writer.save_as_image,
+        "colormap": writer.colormap,
+        "normalization": writer.normalization.value,
+        **({"vmin": writer.vmin, "vmax": writer.vmax} if fixed else {}),
+        "map_size": writer.map_size.value,
+        "save_overlay": writer.save_overlay,
+        "overlay_alpha": writer.overlay_alpha,
+        "report": writer.report,
+        "resume": writer.resume,
+        "overwrite": writer.overwrite,
+        "allow_other_files": writer.allow_other_files,
     }
 
 
