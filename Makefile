@@ -26,10 +26,13 @@ run: $(STAMP)
 	XDG_CACHE_HOME=$(CURDIR)/.demo/cache $(BIN)/anomalib predict --config configs/folder.yaml --trainer.callbacks.init_args.overwrite true
 	$(BIN)/anomalib-folder demo score --dir .demo --output_dir inference_results_demo
 
+# TEST_WORKERS parallel pytest processes (pytest-xdist); each test starts its own processes, so more
+# workers than cores only adds memory (about 2 GB each).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
-# pure-function tests only (no model, no subprocess): seconds
+# the tests without a model and without the CLI in a subprocess: seconds
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 

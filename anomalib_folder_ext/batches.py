@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
 from anomalib_folder_ext import journal, outputdir, summary
 from anomalib_folder_ext.artifacts import default_output_dir, display_name
 from anomalib_folder_ext.console import report_failures
@@ -48,14 +50,12 @@ class FolderJob:
 
 
 def _rank_zero() -> bool:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
+@rank_zero_only
 def _say(text: str) -> None:
-    if _rank_zero():
-        print(text, flush=True)
+    print(text, flush=True)
 
 
 def _duration(seconds: float) -> str:

@@ -82,8 +82,9 @@ def _doc(name: str) -> str:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The old script's flags that shape a run, shared by ``predict`` and ``batches``."""
-    parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"), help="default: the checkpoint's")
-    parser.add_argument("--batch_size", type=_count(1), default=8)
+    parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"),
+                        help="the model's input size: must equal the checkpoint's (default: the checkpoint's)")
+    parser.add_argument("--batch_size", type=_count(1), default=8, help="images per forward pass")
     parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False", help=_doc("save_as_image"))
     parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False", help=_doc("save_as_npy"))
     parser.add_argument("--colormap", type=_colormap, default="jet", help=_doc("colormap"))
@@ -95,8 +96,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False", help=_doc("save_overlay"))
     parser.add_argument("--overlay_alpha", type=_finite, default=0.5, help=_doc("overlay_alpha"))
     parser.add_argument("--report", type=_bool, default=False, metavar="True|False", help=_doc("report"))
-    parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
-    parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+    parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False",
+                        help="also take images in sub-folders (mirrored in the output dir)")
+    parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS),
+                        help="file extensions to take, any letter case")
     parser.add_argument("--allow_other_files", type=_bool, default=False, metavar="True|False",
                         help=_doc("allow_other_files"))
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -136,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--folder_path", "--custom_folder", dest="folder_path", help="folder of images")
     source.add_argument("--batch_folder", help="name of a batch folder under --data_root, e.g. batch_01")
     predict.add_argument("--data_root", default=".", help="where batch folders live (default: .)")
-    predict.add_argument("--output_dir", help="default: inference_results_<folder name>")
+    predict.add_argument("--output_dir", help="where results go (default: inference_results_<folder name>)")
     predict.add_argument(
         "--batches", nargs="+", metavar="YAML",
         help="per-folder override configs (e.g. configs/batches/*.yaml): all folders in one process, one model load",

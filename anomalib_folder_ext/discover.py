@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path, PurePath
 
 from anomalib_folder_ext.errors import FolderInputError
@@ -99,6 +100,14 @@ def _iter_images(root: Path, extensions: Sequence[str], recursive: bool) -> Iter
                     yield f"{prefix}{name}"
 
 
+@lru_cache(maxsize=4)
+def _listing(folder: Path, extensions: tuple[str, ...], mtime_ns: int) -> tuple[Path, ...]:
+    """One listing per folder and process while the folder is unchanged: the checks before the model
+    loads and the datamodule see the same images, and a folder of 100,000 files is read once."""
+    del mtime_ns  # part of the cache key: a file added, removed or renamed changes the folder's time
+    return tuple(discover_images(folder, extensions))
+
+
 def list_folder_images(
     folder: str | Path,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
@@ -122,7 +131,10 @@ def list_folder_images(
         raise FolderInputError(msg)
     extensions = normalize_extensions(extensions)
     try:
-        images = discover_images(folder, extensions, recursive)
+        if recursive:  # a change in a sub-folder leaves the folder's own time alone: listed each time
+            images = discover_images(folder, extensions, recursive=True)
+        else:
+            images = list(_listing(folder.resolve(), tuple(extensions), folder.stat().st_mtime_ns))
     except PermissionError as exc:
         msg = f"folder_path {folder}: cannot be read ({exc.strerror})"
         raise FolderInputError(msg) from None

@@ -36,12 +36,41 @@ def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndar
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer."""
+    """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer.
+
+    Made once per test run: parallel workers (pytest-xdist) share it through their common temp
+    folder, the first one to get the lock making it.
+    """
+    from filelock import FileLock
+
     from anomalib_folder_ext.demo import calibrated_checkpoint
 
-    rng = np.random.default_rng(0)
-    images = [textured_image(rng, 256, 256) for _ in range(6)]
-    return calibrated_checkpoint(tmp_path_factory.mktemp("model") / "efficient_ad.ckpt", images)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # every worker's base temp folder is under it
+    path = shared / "model" / "efficient_ad.ckpt"
+    with FileLock(str(shared / "model.lock")):
+        if not path.exists():
+            (path.parent / "partial").mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng(0)
+            images = [textured_image(rng, 256, 256) for _ in range(6)]
+            made = calibrated_checkpoint(path.parent / "partial" / path.name, images)
+            made.replace(path)
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs the model is slow, whatever its module says; the longest run first, so
+    parallel workers finish together."""
+    for item in items:
+        if "checkpoint" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
+
+
+# Test files by how long they take, longest first (the rest follow in their usual order).
+LONGEST = ["test_demo.py", "test_batches.py", "test_ddp.py", "test_robustness.py", "test_hostile.py",
+           "test_predict.py", "test_errors.py", "test_precision.py"]
 
 
 # name -> (size (W, H), format); a.png and a.jpg collide on purpose, img2 < img10 tests natural order
@@ -86,3 +115,24 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] 
         **(env or {}),
     }
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_main(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """``anomalib-folder ARGS`` in this process, for what it decides before anomalib starts (the
+    parser, the checks before the model loads): the same exit status and output as the command."""
+    import subprocess
+
+    from anomalib_folder_ext import cli
+    from anomalib_folder_ext.console import COMMAND_ENV, VERBOSE_ENV
+
+    monkeypatch.chdir(cwd)
+    for name in (COMMAND_ENV, VERBOSE_ENV):  # main sets them for the run: as they were after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    capsys.readouterr()
+    try:
+        status = cli.main(args)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["anomalib-folder", *args], status, captured.out, captured.err)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, write_images
+from conftest import REPO, run_cli, run_main, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -74,11 +74,21 @@ def assert_one_line_error(result, *fragments: str) -> None:
     ids=["missing-ckpt", "not-a-ckpt", "not-efficientad", "missing-folder", "missing-batch-folder", "no-images",
          "unwritable-output", "image-size-mismatch", "output-is-input", "colormap", "batch-size", "num-workers"],
 )
-def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path):
+def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path, monkeypatch,
+                                capsys):
+    """Found before anomalib starts, so checked in this process (the command's own main)."""
     subst = {"root": inputs, "ckpt": checkpoint, "other": other_model_checkpoint}
-    result = run_cli(["anomalib-folder", "predict", *(a.format(**subst) for a in args)], cwd=tmp_path)
+    result = run_main(["predict", *(a.format(**subst) for a in args)], tmp_path, monkeypatch, capsys)
     assert_one_line_error(result, *fragments)
     assert not list(tmp_path.iterdir()), "a failed check must not leave files behind"
+
+
+def test_the_command_says_a_preflight_error_in_one_line_too(inputs, checkpoint, tmp_path):
+    """The same check through the installed command, as a user runs it."""
+    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path",
+                      str(inputs / "missing")], cwd=tmp_path)
+    assert_one_line_error(result, "missing", "no such folder")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

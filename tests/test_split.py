@@ -28,6 +28,7 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
+@pytest.mark.slow  # the installed command, in a subprocess
 def test_split_25_by_10_gives_10_10_5_in_natural_order_and_reruns_change_nothing(tmp_path):
     names = make_source(tmp_path / "src")
     root = tmp_path / "batches"
