@@ -9,7 +9,8 @@ per folder, and what a finished 10,000-image folder costs to skip.
      "[i/n]" line prints: the folder's time less its predict loop (listing, datamodule and workers,
      Trainer.predict set-up, summaries; the first folder also loads the checkpoint);
    - one process per folder: ``anomalib-folder predict --folder_path ROOT/batch_NN``; its overhead is
-     the process's wall time less its predict loop (results_summary.txt).
+     the process's wall time less its predict loop (``loop_s`` of the folder's finished record,
+     ``.journal/finished.json``).
 2. A ``--big``-image folder (128x128 PNGs) predicted once with the I/O-ceiling model (the network
    replaced by a trivial map, so this takes about a minute), then ``batches`` again: the "skipped in"
    time of its line (listing the folder, checking the finished record and every output file) and the
@@ -25,17 +26,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import BIN, finished_record, make_folder, print_table, subprocess_env
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_benchmark import print_table  # noqa: E402
-from throughput import BIN, REPO, make_folder, summary_seconds  # noqa: E402
 
 LINE = re.compile(r"^\[(\d+)/(\d+)\] (\S+): .*")
 
@@ -72,8 +69,7 @@ def main() -> None:
 
 def measure(options: argparse.Namespace, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": str(REPO / "benchmarks")}
+    env = subprocess_env(work, PYTHONWARNINGS="ignore")
     os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
     print(f"benchmark dir: {work}", flush=True)
 
@@ -97,7 +93,7 @@ def measure(options: argparse.Namespace, work: Path) -> None:
         seconds, _ = run([folder_cli, "predict", "--model_path", str(checkpoint), "--folder_path",
                           str(work / "root" / name), "--output_dir", str(work / "separate" / name)], work, env)
         separate_total += seconds
-        separate[name] = seconds - (summary_seconds(work / "separate" / name, "predict loop") or 0.0)
+        separate[name] = seconds - finished_record(work / "separate" / name)["loop_s"]
     rows = [[name, f"{one[name]:.2f}", f"{separate[name]:.2f}"] for name in one]
     rows.append(["total wall time", f"{one_s:.1f}", f"{separate_total:.1f}"])
     print(f"\nPer-folder overhead, s ({options.folders} folders x {options.images} images, EfficientAd-S, CPU)")

@@ -9,9 +9,9 @@ random teacher), then runs ``anomalib predict --config configs/folder.yaml`` (NP
 as a user would, one subprocess per row:
 
 - per precision (32-true, 16-mixed, bf16-mixed): the predict loop's images/s, start-up and peak GPU
-  memory (from results_summary.txt), the steady rate (the full folder against a fifth of it, on
-  the loop's clock), the bare network's images/s in the same precision, layout and batch, and the
-  map error against 32-true;
+  memory (from the run's finished record, ``.journal/finished.json``), the steady rate (the full
+  folder against a fifth of it, on the loop's clock), the bare network's images/s in the same
+  precision, layout and batch, and the map error against 32-true;
 - the ceiling: the same pipeline with the network replaced by a trivial map (io_ceiling_model.py);
 - 1024x1024 JPEGs, resized by the pre-processor on the GPU;
 - torch.compile on the bare model (after warm-up), with its compile time.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import BIN, REPO, Bench, bare_model, link_subset, make_folder, map_error  # noqa: E402
+from common import (
+    BIN,
+    REPO,
+    Bench,
+    bare_model,
+    finished_record,
+    link_subset,
+    make_folder,
+    map_error,
+    print_table,
+)
 
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 CEILING_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
@@ -58,25 +65,15 @@ def check_outputs(out: Path, images: int, size: tuple[int, int] = (256, 256)) ->
     return problems
 
 
-def print_table(header: list[str], rows: list[list]) -> None:
-    """A markdown table after a blank line; the first column left-aligned, the others right."""
-    print()
-    print("| " + " | ".join(header) + " |")
-    print("|---|" + "---:|" * (len(header) - 1))
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
-
-
-def summary_numbers(out: Path) -> dict[str, float]:
-    """The loop's images/s, start-up s and peak GPU MiB, as the writer reported them."""
-    text = (out / "results_summary.txt").read_text()
-    patterns = {"loop": r"throughput\s*:\s*([\d.]+) images/s", "startup": r"start-up\s*:\s*([\d.]+) s",
-                "gpu_mib": r"GPU (\d+) MiB", "loop_s": r"predict loop\s*:\s*([\d.]+) s"}
-    numbers = {}
-    for name, pattern in patterns.items():
-        match = re.search(pattern, text)
-        numbers[name] = float(match.group(1)) if match else float("nan")
-    return numbers
+def run_numbers(out: Path) -> dict[str, float]:
+    """The loop's images/s, start-up s and peak GPU MiB (the largest of any rank), from the run's
+    finished record; NaN where it has none."""
+    record = finished_record(out)
+    nan = float("nan")
+    loop_s = record["loop_s"]
+    gpu = [rank["gpu_mib"] for rank in record["ranks"] if rank.get("gpu_mib") is not None]
+    return {"loop": record["predicted"] / loop_s if loop_s else nan, "loop_s": loop_s if loop_s else nan,
+            "startup": nan if record["startup_s"] is None else record["startup_s"], "gpu_mib": max(gpu, default=nan)}
 
 
 # Where a main-thread stack is, judged from its innermost frame that names a predict-loop step.
@@ -166,8 +163,8 @@ def main() -> int:
     def steady(tag: str, precision: str, model_class: str | None = None) -> tuple[dict[str, float], Path]:
         out = ours(pngs, precision, tag, model_class)
         problems.extend(check_outputs(out, options.images))
-        numbers = summary_numbers(out)
-        short = summary_numbers(ours(pngs_few, precision, tag, model_class))
+        numbers = run_numbers(out)
+        short = run_numbers(ours(pngs_few, precision, tag, model_class))
         numbers["steady"] = (options.images - few) / max(numbers["loop_s"] - short["loop_s"], 1e-9)
         return numbers, out
 
@@ -181,7 +178,7 @@ def main() -> int:
     if options.jpegs:
         out = ours(jpegs, options.fast_precision, "jpeg")
         problems += check_outputs(out, options.jpegs)
-        numbers = summary_numbers(out)
+        numbers = run_numbers(out)
         numbers["steady"] = float("nan")
         other_rows.append(("EfficientAd, 1024x1024 JPEG (resized on the device)", options.jpegs, numbers))
 

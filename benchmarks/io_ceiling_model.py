@@ -6,7 +6,7 @@ pipeline around the model can deliver on this machine.
 
     anomalib predict --config configs/folder.yaml --model io_ceiling_model.TrivialMapEfficientAd ...
 
-(with ``benchmarks/`` on ``PYTHONPATH``; ``benchmarks/throughput.py`` does this for you).
+(with ``benchmarks/`` on ``PYTHONPATH``; the benchmark scripts put it there: ``common.subprocess_env``).
 """
 
 from __future__ import annotations

@@ -31,20 +31,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_benchmark import print_table  # noqa: E402
+from common import print_table
 
-from anomalib_folder_ext import journal, outputdir  # noqa: E402
-from anomalib_folder_ext.checkpoint import content_digest  # noqa: E402
-from anomalib_folder_ext.owned import OwnedDir  # noqa: E402
-from anomalib_folder_ext.runplan import OutputNames  # noqa: E402
-from anomalib_folder_ext.summary import CSV_NAME, ImageResult, csv_text  # noqa: E402
+from anomalib_folder_ext import journal, outputdir
+from anomalib_folder_ext.checkpoint import content_digest
+from anomalib_folder_ext.owned import OwnedDir
+from anomalib_folder_ext.runplan import OutputNames
+from anomalib_folder_ext.summary import CSV_NAME, ImageResult, csv_text
 
 
 def best(repeats: int, action: Callable[[], object]) -> float:

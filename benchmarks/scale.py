@@ -14,8 +14,9 @@
    While each run goes on, this process samples the whole process tree (the CLI and its
    DataLoader workers, from ``/proc/<pid>/task/*/children``) every ``--interval`` s:
 
-   - main VmHWM: the CLI process's own high-water mark (exact, not sampled; the writer's
-     results_summary.txt reports the same number as "peak memory");
+   - main VmHWM: the CLI process's own high-water mark (exact, not sampled; the writer records
+     the same number, ``host_mib`` in its finished record ``.journal/finished.json``, which its
+     results_summary.txt words as "peak memory");
    - tree RSS: the largest sum of VmRSS over the tree in one sample (counts pages the processes
      share, such as torch's libraries in a forked worker, once per process: an upper bound);
    - tree USS: the largest sum of private memory (Private_Clean + Private_Dirty of
@@ -27,7 +28,7 @@
 
    The ratio of the largest folder to the smallest is the figure of merit (target <= 1.1x); the
    main process's RSS at 0/25/50/75/100 % of each predict loop (first batch to last file
-   written, from results_summary.txt's start-up and predict-loop times) shows any growth.
+   written, from the finished record's ``startup_s`` and ``loop_s``) shows any growth.
 2. Discovery: ``--discover`` empty files with image names (plus 5 % other names: .txt, .json,
    hidden ``._*.png``) in one flat folder, then the same in 100 sub-folders, and
    ``discover.list_folder_images(folder)`` (``recursive=True`` for the nested layout) timed in this
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -53,11 +53,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from common import (
+    REPO,
+    Bench,
+    finished_record,
+    make_folder,
+    print_table,
+    subprocess_env,
+)
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_benchmark import print_table  # noqa: E402
-from throughput import BIN, REPO, Bench, make_folder, summary_seconds  # noqa: E402
 
 TRIVIAL_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
 DISTINCT_IMAGES = 64
@@ -78,12 +82,12 @@ class TreeRun:
     child_hwm_kb: int = 0  # the largest high-water mark of any child (DataLoader worker)
     processes: int = 0  # the most processes seen at once
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, main VmRSS kB)
-    summary_peak: str = ""
-    startup_s: float | None = None  # process start to first batch (results_summary.txt)
+    recorded_peak: str = ""  # the run's own peak memory per rank, as its summary words it
+    startup_s: float | None = None  # process start to first batch (the finished record)
 
     def main_rss_at(self, fraction: float) -> float:
         """The main process's VmRSS (MiB) at the last sample before ``fraction`` of the predict loop
-        (first batch to last file written; of the wall time where the summary lacks the times)."""
+        (first batch to last file written; of the wall time where the record lacks the times)."""
         if self.startup_s is not None and self.loop_s is not None:
             cutoff = self.startup_s + fraction * self.loop_s
         else:
@@ -199,18 +203,16 @@ def memory_runs(work: Path, sizes: list[int], batch_size: int, interval: float, 
     print(f"folders ({', '.join(map(str, sizes))} images) and checkpoint: {time.perf_counter() - started:.0f} s", flush=True)
 
     bench = Bench(work, checkpoint, batch_size)
-    env = subprocess_env(work)
+    env = subprocess_env(work, PYTHONWARNINGS="ignore")
     runs = []
     for count in sizes:
         command, out = bench.ours_command(folders[count], "32-true", TRIVIAL_MODEL, tag="scale")
         print(f"running: {count} images ...", flush=True)
         run = run_sampled(command, REPO, env, out / "log.txt", count, interval)
         results = out / "results"
-        run.loop_s = summary_seconds(results, "predict loop")
-        run.startup_s = summary_seconds(results, "start-up")
-        summary = (results / "results_summary.txt").read_text() if (results / "results_summary.txt").exists() else ""
-        match = re.search(r"peak memory\s*:\s*(.*)", summary)
-        run.summary_peak = match.group(1).strip() if match else "?"
+        record = finished_record(results)
+        run.loop_s, run.startup_s = record["loop_s"], record["startup_s"]
+        run.recorded_peak = peak_memory_text(record["ranks"])
         if not keep:
             drop_bulk_outputs(results)
         runs.append(run)
@@ -219,12 +221,14 @@ def memory_runs(work: Path, sizes: list[int], batch_size: int, interval: float, 
     return runs
 
 
-def subprocess_env(work: Path) -> dict[str, str]:
-    """This checkout's package and benchmarks/ first on the path (ahead of an editable install of
-    another checkout), anomalib's cache private to the run, no warnings in the logs."""
-    path = [str(REPO), str(REPO / "benchmarks"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "PYTHONWARNINGS": "ignore",
-            "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+def peak_memory_text(ranks: list[dict]) -> str:
+    """The finished record's per-rank peaks (``host_mib``, ``gpu_mib``), worded as the summary's
+    "peak memory" line."""
+    if not ranks:
+        return "?"
+    peaks = [f"host {rank['host_mib']:.0f} MiB" + ("" if rank.get("gpu_mib") is None else f", GPU {rank['gpu_mib']:.0f} MiB")
+             for rank in ranks]
+    return " / ".join(peaks) + (" (per rank)" if len(ranks) > 1 else "")
 
 
 def imported_from(env: dict[str, str]) -> str:
@@ -303,7 +307,7 @@ def main() -> int:
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # before anomalib loads: nothing is downloaded
     print(f"benchmark dir: {work}", flush=True)
     try:
-        env = subprocess_env(work)
+        env = subprocess_env(work, PYTHONWARNINGS="ignore")
         import anomalib_folder_ext
 
         print(f"package: {Path(anomalib_folder_ext.__file__).parent} (subprocesses: {Path(imported_from(env)).parent})",
@@ -328,7 +332,7 @@ def main() -> int:
              "tree RSS peak MiB", "tree USS peak MiB", "worker VmHWM MiB", "processes"],
             [[f"{run.images}", f"{run.seconds:.1f}", f"{run.loop_s:.1f}" if run.loop_s else "?",
               f"{run.images / run.loop_s:.0f}" if run.loop_s else "?", f"{run.main_hwm_kb / 1024:.0f}",
-              run.summary_peak, f"{run.tree_rss_kb / 1024:.0f}", f"{run.tree_uss_kb / 1024:.0f}",
+              run.recorded_peak, f"{run.tree_rss_kb / 1024:.0f}", f"{run.tree_uss_kb / 1024:.0f}",
               f"{run.child_hwm_kb / 1024:.0f}", f"{run.processes}"] for run in runs],
         )
         fractions = (0.0, 0.25, 0.5, 0.75, 1.0)
