@@ -162,3 +162,25 @@ def test_names_that_are_not_utf8_or_hold_a_newline_get_their_rows_and_summaries(
     summary = (out / "results_summary.txt").read_bytes().decode("utf-8")
     assert sum("caf\\xe9.png" in line for line in summary.splitlines()) >= 2  # top list and table, each one line
     assert "two\\nlines.png" in summary and "\ntwo" not in summary.replace("\\n", "")
+
+
+def _png_only_clash(root: Path) -> Path:
+    """An input named like the PNG map another input gets when the output dir holds the input folder."""
+    folder = root / "scans"
+    write_images(folder, {"scans/x.png": ((64, 64), "PNG"), "x_anomaly.png": ((64, 64), "PNG")})
+    return folder
+
+
+def test_a_png_only_clash_with_an_input_is_refused_before_the_model_loads(checkpoint, tmp_path, monkeypatch, capsys):
+    """Both entry points check the output dir with the names of every file kind the run writes."""
+    folder = _png_only_clash(tmp_path)
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    result = run_main(["predict", "--model_path", str(checkpoint), "--folder_path", str(folder), "--output_dir",
+                       str(tmp_path), "--recursive", "True", "--save_as_npy", "False"], tmp_path, monkeypatch, capsys)
+    assert_one_line_error(result, "scans/x_anomaly.png would replace the input image")
+    result = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                      "--config", str(REPO / "callbacks/png_only.yaml"), "--ckpt_path", str(checkpoint),
+                      "--data.init_args.folder_path", str(folder), "--data.init_args.recursive", "true",
+                      "--data.init_args.output_dir", str(tmp_path)], cwd=tmp_path)
+    assert_one_line_error(result, "scans/x_anomaly.png would replace the input image")
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
