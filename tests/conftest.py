@@ -13,6 +13,18 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _share_the_cores() -> None:
+    """Parallel workers (pytest-xdist) split the cores between them: each worker, and every process
+    it starts, gets its share of torch threads instead of all of them (threads of several processes
+    spinning on the same cores make every test slower)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_the_cores()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Keep anomalib's cache (pretrained weights, datasets) away from the user's ~/.cache."""
