@@ -26,11 +26,12 @@ run: $(STAMP)
 	XDG_CACHE_HOME=$(CURDIR)/.demo/cache $(BIN)/anomalib predict --config configs/folder.yaml --trainer.callbacks.init_args.overwrite true
 	$(BIN)/anomalib-folder demo score --dir .demo --output_dir inference_results_demo
 
-# TEST_WORKERS parallel pytest processes (pytest-xdist); each test starts its own processes, so more
-# workers than cores only adds memory (about 2 GB each).
+# TEST_WORKERS parallel pytest processes (pytest-xdist), each with its share of the cores; more workers
+# than cores only adds memory (about 2 GB each). loadscope: a test file's tests stay on one worker, so
+# its module fixtures (a prediction run each) are made once; the longest files are handed out first.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # the tests without a model and without the CLI in a subprocess: seconds
 test-fast: $(STAMP)

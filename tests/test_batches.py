@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from anomalib_folder_ext.summary import read_results
-from conftest import REPO, run_cli, write_images
+from conftest import REPO, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -97,10 +97,10 @@ def test_the_split_configs_drive_anomalib_predict_and_predict_batches_alike(job,
     assert read_results(work / "inference_results_batch_03") == read_results(reference)
     assert npy_bytes(work / "inference_results_batch_03") == npy_bytes(reference)
 
-    yaml_run = run_cli(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
-                        "--ckpt_path", str(checkpoint), "--data.init_args.batch_size", "2",
-                        "--batches", str(work / "root/configs/batch_02.yaml"), str(work / "root/configs/batch_03.yaml"),
-                        "--output_root", "yaml_out"], cwd=work, timeout=300)
+    yaml_run = run_here(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                         "--ckpt_path", str(checkpoint), "--data.init_args.batch_size", "2",
+                         "--batches", str(work / "root/configs/batch_02.yaml"), str(work / "root/configs/batch_03.yaml"),
+                         "--output_root", "yaml_out"], cwd=work)
     assert yaml_run.returncode == 0, yaml_run.stderr[-3000:]
     for name in ("batch_02", "batch_03"):
         assert read_results(work / "yaml_out" / f"inference_results_{name}") == read_results(work / "out" / f"inference_results_{name}")
@@ -163,9 +163,9 @@ def test_an_override_that_changes_more_than_data_is_refused_before_any_folder_ru
     work, _ = job
     bad = work / "bad_precision.yaml"
     bad.write_text(f"data:\n  init_args:\n    folder_path: {work / 'root/batch_03'}\ntrainer:\n  precision: bf16-mixed\n")
-    result = run_cli(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
-                      "--ckpt_path", str(checkpoint), "--batches", str(work / "root/configs/batch_01.yaml"), str(bad),
-                      "--output_root", "refused"], cwd=work, timeout=300)
+    result = run_here(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                       "--ckpt_path", str(checkpoint), "--batches", str(work / "root/configs/batch_01.yaml"), str(bad),
+                       "--output_root", "refused"], cwd=work)
     assert result.returncode != 0
     error = result.stderr.strip().splitlines()[-1]
     assert "bad_precision.yaml: changes trainer" in error and "only data settings may differ" in error, result.stderr[-2000:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, run_main, write_images
+from conftest import REPO, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -74,11 +74,10 @@ def assert_one_line_error(result, *fragments: str) -> None:
     ids=["missing-ckpt", "not-a-ckpt", "not-efficientad", "missing-folder", "missing-batch-folder", "no-images",
          "unwritable-output", "image-size-mismatch", "output-is-input", "colormap", "batch-size", "num-workers"],
 )
-def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path, monkeypatch,
-                                capsys):
+def test_anomalib_folder_errors(args, fragments, inputs, checkpoint, other_model_checkpoint, tmp_path):
     """Found before anomalib starts, so checked in this process (the command's own main)."""
     subst = {"root": inputs, "ckpt": checkpoint, "other": other_model_checkpoint}
-    result = run_main(["predict", *(a.format(**subst) for a in args)], tmp_path, monkeypatch, capsys)
+    result = run_here(["anomalib-folder", "predict", *(a.format(**subst) for a in args)], tmp_path)
     assert_one_line_error(result, *fragments)
     assert not list(tmp_path.iterdir()), "a failed check must not leave files behind"
 
@@ -109,10 +108,11 @@ def test_the_command_says_a_preflight_error_in_one_line_too(inputs, checkpoint, 
          "empty-ckpt", "batch-size", "colormap", "output-is-input"],
 )
 def test_anomalib_predict_errors_stay_one_line(override, fragments, inputs, checkpoint, tmp_path):
-    """Under `anomalib predict` too: one line, before the weights load, and no output dir left behind."""
+    """Under `anomalib predict` too: one line, before the weights load, and no output dir left behind
+    (in this process; the PNG-only clash below goes through the installed command)."""
     args = ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
             "--data.init_args.folder_path", str(inputs / "images")]
-    result = run_cli(args + [a.format(root=inputs) for a in override], cwd=tmp_path)
+    result = run_here(args + [a.format(root=inputs) for a in override], cwd=tmp_path)
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "inference_results_images").exists(), "a failed run must leave no output dir"
 
@@ -125,7 +125,7 @@ def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_finished_maps(ch
     too_long = "z" * 246 + ".png"  # a legal name; its map's name, z..z_anomaly.npy, is 258 bytes
     write_images(folder, {**{name: ((64, 64), "PNG") for name in names}, too_long: ((64, 64), "PNG")})
     output_dir = tmp_path / "out"
-    result = run_cli(
+    result = run_here(
         ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
          "--output_dir", str(output_dir), "--batch_size", "2", "--save_as_image", "False"],
         cwd=tmp_path,
@@ -150,8 +150,8 @@ def test_names_that_are_not_utf8_or_hold_a_newline_get_their_rows_and_summaries(
     source = (folder / "plain.png").read_bytes()
     (Path(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))).write_bytes(source)
     (folder / "two\nlines.png").write_bytes(source)
-    result = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
-                      "--data.init_args.folder_path", str(folder), "--data.init_args.output_dir", "out"], cwd=tmp_path)
+    result = run_here(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
+                       "--data.init_args.folder_path", str(folder), "--data.init_args.output_dir", "out"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"
     text = (out / "results.csv").read_bytes().decode("utf-8")  # valid UTF-8
@@ -171,12 +171,12 @@ def _png_only_clash(root: Path) -> Path:
     return folder
 
 
-def test_a_png_only_clash_with_an_input_is_refused_before_the_model_loads(checkpoint, tmp_path, monkeypatch, capsys):
+def test_a_png_only_clash_with_an_input_is_refused_before_the_model_loads(checkpoint, tmp_path):
     """Both entry points check the output dir with the names of every file kind the run writes."""
     folder = _png_only_clash(tmp_path)
     before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
-    result = run_main(["predict", "--model_path", str(checkpoint), "--folder_path", str(folder), "--output_dir",
-                       str(tmp_path), "--recursive", "True", "--save_as_npy", "False"], tmp_path, monkeypatch, capsys)
+    result = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                       "--output_dir", str(tmp_path), "--recursive", "True", "--save_as_npy", "False"], tmp_path)
     assert_one_line_error(result, "scans/x_anomaly.png would replace the input image")
     result = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
                       "--config", str(REPO / "callbacks/png_only.yaml"), "--ckpt_path", str(checkpoint),

@@ -1,4 +1,5 @@
-"""A hostile user, end to end through the real commands: links planted in the output dir, planted
+"""A hostile user, end to end through the commands (run in this process but for the plain
+`anomalib predict`, which goes through the installed command): links planted in the output dir, planted
 journal rows, an image and a checkpoint replaced under their names, `/` and `$HOME` as output dirs,
 names a spreadsheet or a browser would run, overrides that go wrong late, an output root inside the
 batch root. In every case nothing outside the run's output dir changes (every file hashed before
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_cli, write_images
+from conftest import REPO, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +43,8 @@ def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
 
 
 def predict(checkpoint: Path, folder: Path, out: Path, *extra: str, cwd: Path, env: dict | None = None):
-    return run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
-                    "--output_dir", str(out), "--batch_size", "4", *extra], cwd=cwd, env=env)
+    return run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                     "--output_dir", str(out), "--batch_size", "4", *extra], cwd=cwd, env=env)
 
 
 def assert_refused(result, *fragments: str) -> None:
@@ -271,9 +272,9 @@ def test_a_bad_override_is_refused_before_the_first_folder_runs(split_root, chec
     bad = work / "bad.yaml"  # its output dir is its own input folder: refused now, not after batch_01 ran for hours
     bad.write_text(f"data:\n  init_args:\n    folder_path: {work / 'root/batch_02'}\n    output_dir: {work / 'root/batch_02'}\n")
     before = snapshot(work)
-    result = run_cli(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
-                      "--ckpt_path", str(checkpoint), "--batches", str(work / "root/configs/batch_01.yaml"), str(bad),
-                      "--output_root", "refused"], cwd=work, timeout=300)
+    result = run_here(["anomalib-folder", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                       "--ckpt_path", str(checkpoint), "--batches", str(work / "root/configs/batch_01.yaml"), str(bad),
+                       "--output_root", "refused"], cwd=work)
     assert_refused(result, "bad.yaml: output_dir", "is the input folder")
     assert snapshot(work) == before and not (work / "refused").exists()
 
@@ -283,11 +284,11 @@ def test_an_output_root_inside_the_batch_root_is_never_a_batch_and_only_merges(s
     args = ["anomalib-folder", "batches", "root", "--model_path", str(checkpoint), "--output_root", "root/results",
             "--recursive", "True", "--batch_size", "3"]
     inputs = snapshot(work / "root", skip=(work / "root" / "results",))
-    first = run_cli([*args, "--only", "batch_01"], cwd=work, timeout=300)
+    first = run_here([*args, "--only", "batch_01"], cwd=work)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_cli([*args, "--only", "batch_02"], cwd=work, timeout=300)
+    second = run_here([*args, "--only", "batch_02"], cwd=work)
     assert second.returncode == 0, second.stderr[-3000:]
-    third = run_cli(args, cwd=work, timeout=300)  # every batch folder: results/ is not one of them
+    third = run_here(args, cwd=work)  # every batch folder: results/ is not one of them
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stdout.count("done earlier") == 2 and "[2/2]" in third.stdout and "[3/" not in third.stdout
     with (work / "root" / "results" / "all_batches.csv").open(newline="") as handle:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MIXED_IMAGES, REPO, run_cli, write_images
+from conftest import MIXED_IMAGES, REPO, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_batches_of_one_size_go_to_the_device_as_uint8_and_still_equal_anomalib(
     spec = {"p1.png": ((256, 256), "PNG"), "p2.png": ((256, 256), "PNG"), "p3.jpg": ((320, 240), "JPEG"),
             "p4.jpg": ((320, 240), "JPEG"), "p5.png": ((200, 300), "PNG")}
     write_images(folder, spec, seed=5)
-    result = run_cli(
+    result = run_here(
         ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
          "--data.init_args.folder_path", str(folder), "--data.init_args.batch_size", "2",
          "--data.init_args.output_dir", str(tmp_path / "out")],
@@ -170,7 +170,7 @@ def test_summary_reports_parameters_statistics_and_top_list(yaml_run, checkpoint
 
 def test_cli_with_old_flags_writes_npy_only_and_mirrors_subfolders(checkpoint, yaml_run, tmp_path):
     _, folder, yaml_output, _ = yaml_run
-    result = run_cli(
+    result = run_here(
         ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--batch_folder", "batch_01",
          "--data_root", str(folder.parent), "--save_as_image", "False", "--batch_size", "3", "--recursive", "True",
          "--output_dir", "out"],
@@ -193,7 +193,7 @@ def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, 
     folder = tmp_path / "in"
     write_images(folder, {"good1.png": ((64, 64), "PNG"), "good2.jpg": ((64, 48), "JPEG")})
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    result = run_cli(
+    result = run_here(
         ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
          "--save_as_image", "False"],
         cwd=tmp_path,
@@ -211,9 +211,9 @@ def test_unreadable_image_is_listed_as_failed_and_the_rest_complete(checkpoint, 
 def model_original_run(checkpoint, yaml_run):
     """The old flags with every look-at-it option on: model normalisation, original size, overlays, report."""
     workdir, folder, _, _ = yaml_run
-    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
-                      "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
-                      "--save_overlay", "True", "--report", "True"], cwd=workdir.parent)
+    result = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                       "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
+                       "--save_overlay", "True", "--report", "True"], cwd=workdir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir.parent / "model_original"
 
