@@ -72,12 +72,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that needs the model is slow, whatever its module says; the longest run first, so
-    parallel workers finish together."""
+    """A test that needs the model is slow, whatever its module says. The longest files first, and
+    a file's slow tests before its quick ones, so parallel workers finish together: a worker is
+    handed the next file when two tests of its current one are left."""
     for item in items:
         if "checkpoint" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
+    items.sort(key=lambda item: (LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST),
+                                 item.get_closest_marker("slow") is None))
 
 
 # Test files by how long they take, longest first (the rest follow in their usual order).

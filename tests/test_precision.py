@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_cli, write_images
+from conftest import REPO, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_bf16_mixed_maps_match_fp32(checkpoint, tmp_path):
     outputs = {}
     for precision in ("32-true", "bf16-mixed"):
         outputs[precision] = tmp_path / precision
-        result = run_cli(
+        result = run_here(
             ["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--ckpt_path", str(checkpoint),
              "--data.init_args.folder_path", str(folder), "--data.init_args.output_dir", str(outputs[precision]),
              "--trainer.precision", precision],
