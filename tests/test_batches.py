@@ -89,9 +89,9 @@ def test_a_second_run_predicts_nothing_and_changes_no_map(job, checkpoint):
 
 def test_the_split_configs_drive_anomalib_predict_and_predict_batches_alike(job, checkpoint):
     work, _ = job
-    single = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
-                      "--config", str(work / "root/configs/batch_03.yaml"), "--ckpt_path", str(checkpoint),
-                      "--data.init_args.batch_size", "2"], cwd=work, timeout=300)
+    single = run_here(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                       "--config", str(work / "root/configs/batch_03.yaml"), "--ckpt_path", str(checkpoint),
+                       "--data.init_args.batch_size", "2"], cwd=work)
     assert single.returncode == 0, single.stderr[-3000:]
     reference = work / "out" / "inference_results_batch_03"
     assert read_results(work / "inference_results_batch_03") == read_results(reference)
