@@ -12,7 +12,7 @@ from PIL import Image
 
 from anomalib_folder_ext import demo
 from anomalib_folder_ext.summary import read_results
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_here
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -110,9 +110,9 @@ def test_make_run_steps_build_predict_and_score(tmp_path):
 
     # Comparable maps: per_image stretches every map to a max of 1; model mode (anomalib's pixel
     # normalisation from the checkpoint) keeps every clean image's map below every defective one's.
-    model_mode = run_cli(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
-                          "--trainer.callbacks.init_args.normalization", "model",
-                          "--data.init_args.output_dir", "model_mode"], cwd=tmp_path, env=predict_env)
+    model_mode = run_here(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"),
+                           "--trainer.callbacks.init_args.normalization", "model",
+                           "--data.init_args.output_dir", "model_mode"], cwd=tmp_path, env=predict_env)
     assert model_mode.returncode == 0, model_mode.stderr[-3000:]
     maxima: dict[str, dict[bool, list[float]]] = {"inference_results_demo": {}, "model_mode": {}}
     for output_name, by_defect in maxima.items():
