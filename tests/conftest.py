@@ -48,6 +48,22 @@ def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndar
     return np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
 
 
+def _shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temp folder every parallel worker (pytest-xdist) of this test run sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # each worker's base is under it
+
+
+@pytest.fixture
+def one_ddp_run_at_a_time(tmp_path_factory: pytest.TempPathFactory):
+    """DDP runs of parallel workers take turns: two launchers starting at once race for the free
+    ports their ranks meet on, and a rank of one run can then fail to meet its own."""
+    from filelock import FileLock
+
+    with FileLock(str(_shared_temp(tmp_path_factory) / "ddp.lock")):
+        yield
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer.
@@ -59,9 +75,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from anomalib_folder_ext.demo import calibrated_checkpoint
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # every worker's base temp folder is under it
+    shared = _shared_temp(tmp_path_factory)
     path = shared / "model" / "efficient_ad.ckpt"
     with FileLock(str(shared / "model.lock")):
         if not path.exists():

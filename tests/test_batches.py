@@ -139,7 +139,7 @@ def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkp
     assert "finished by an earlier run (resumed)" in (out / "results_summary.txt").read_text()
 
 
-def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint):
+def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint, one_ddp_run_at_a_time):
     work, _ = job
     result = batches(work / "root", checkpoint, "ddp", "--only", "batch_01", "batch_03", "--report", "True", *DDP,
                      cwd=work)
