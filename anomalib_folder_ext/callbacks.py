@@ -172,7 +172,7 @@ class AnomalyMapWriter(Callback):
         self._run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
                                      self.options, trainer.world_size, writes=trainer.is_global_zero)
         try:
-            self.plan = self._run_dir.plan(self.options.settings(self.checkpoint, trainer.precision))
+            self.plan = self._run_dir.plan(outputs, self.options.settings(self.checkpoint, trainer.precision))
             # after an overwrite took the earlier run's files away, its config among them
             self._run_dir.keep(save_run_config(trainer, self._run_dir.directory, outputdir.CONFIG_NAME, self._run_config))
         except BaseException:

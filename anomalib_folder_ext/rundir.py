@@ -25,7 +25,7 @@ class RunDirectory:
 
     def __init__(self, output_dir: Path, folder: Path | None, outputs: OutputNames, options: WriterOptions,
                  world_size: int = 1, writes: bool = True) -> None:
-        self.output_dir, self.folder, self.outputs, self.options, self.writes = output_dir, folder, outputs, options, writes
+        self.output_dir, self.folder, self.options, self.writes = output_dir, folder, options, writes
         token = outputdir.run_token(world_size)
         self.found = outputdir.check_output_dir(output_dir, folder, outputs, options.resume or options.overwrite,
                                                 token, options.allow_other_files)
@@ -44,24 +44,24 @@ class RunDirectory:
                 self.close()
                 raise
 
-    def plan(self, settings: dict) -> RunPlan:
+    def plan(self, outputs: OutputNames, settings: dict) -> RunPlan:
         """Resume what an earlier run left, or replace it (``overwrite``); the refusals were made before."""
         resume = self.options.resume and self.folder is not None
         self.earlier = journal.read_journal(self.directory) if resume else None
         if self.earlier is None:
             if self.writes:
                 if self.found:
-                    outputdir.remove_earlier_run(self.directory, self.outputs, protect=self.folder)
+                    outputdir.remove_earlier_run(self.directory, outputs, protect=self.folder)
                 journal.reset(self.directory)
-            return RunPlan(self.outputs, settings)
+            return RunPlan(outputs, settings)
         self.earlier.check(settings, self.output_dir)  # before anything is written
-        reuse = journal.reusable_rows(self.earlier, self.directory, self.outputs, self.folder)
+        reuse = journal.reusable_rows(self.earlier, self.directory, outputs, self.folder)
         if self.writes:
             line = reuse.summary_line()
             if line:
                 say(line, error=True)
-            outputdir.remove_temporaries(self.directory, self.outputs)
-        return RunPlan(self.outputs, settings, reuse.complete)
+            outputdir.remove_temporaries(self.directory, outputs)
+        return RunPlan(outputs, settings, reuse.complete)
 
     def check_settings(self, settings: dict) -> None:
         """Resume's check again, for settings known only as the loop starts (a script's checkpoint)."""

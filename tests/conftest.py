@@ -6,25 +6,23 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _share_the_cores() -> None:
     """Parallel workers (pytest-xdist) split the cores between them: each worker, and every process
-    it starts, gets its share of threads instead of all of them (threads of several processes
-    spinning on the same cores make every test slower). Before numpy and torch are imported: they
-    size their thread pools then."""
+    it starts, gets its share of torch threads instead of all of them (threads of several processes
+    spinning on the same cores make every test slower)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
 
 
 _share_the_cores()
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,22 +46,6 @@ def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndar
     return np.clip(np.asarray(image, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
 
 
-def _shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The temp folder every parallel worker (pytest-xdist) of this test run sees."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # each worker's base is under it
-
-
-@pytest.fixture
-def one_ddp_run_at_a_time(tmp_path_factory: pytest.TempPathFactory):
-    """DDP runs of parallel workers take turns: two launchers starting at once race for the free
-    ports their ranks meet on, and a rank of one run can then fail to meet its own."""
-    from filelock import FileLock
-
-    with FileLock(str(_shared_temp(tmp_path_factory) / "ddp.lock")):
-        yield
-
-
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real anomalib EfficientAd-S checkpoint, calibrated on fixture images, saved by a Trainer.
@@ -75,7 +57,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from anomalib_folder_ext.demo import calibrated_checkpoint
 
-    shared = _shared_temp(tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # every worker's base temp folder is under it
     path = shared / "model" / "efficient_ad.ckpt"
     with FileLock(str(shared / "model.lock")):
         if not path.exists():
@@ -133,19 +117,18 @@ def mixed_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def command_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a console command of this venv runs in: its ``bin`` first on ``PATH``."""
-    bin_dir = Path(sys.executable).parent
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore",
-            **(env or {})}
-
-
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] | None = None):
     """Run a console command of this venv as a user would, capturing its output."""
     import subprocess
 
-    return subprocess.run(args, cwd=cwd, env=command_env(env), capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONWARNINGS": "ignore",
+        **(env or {}),
+    }
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
@@ -161,7 +144,7 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
 
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     stdout, stderr = io.StringIO(), io.StringIO()
-    os.environ.update(env or {})
+    os.environ.update({"PYTHONWARNINGS": "ignore", **(env or {})})
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

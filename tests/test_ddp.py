@@ -46,7 +46,7 @@ def seven(checkpoint, tmp_path_factory):
     return root, folder
 
 
-def test_two_ranks_write_each_image_once_and_match_one_process(checkpoint, seven, one_ddp_run_at_a_time):
+def test_two_ranks_write_each_image_once_and_match_one_process(checkpoint, seven):
     root, folder = seven
     result = predict(checkpoint, folder, root, "--data.init_args.output_dir", "ddp", *DDP)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -62,7 +62,7 @@ def test_two_ranks_write_each_image_once_and_match_one_process(checkpoint, seven
     assert "images            : 7 (7 ok, 0 failed)" in text
 
 
-def test_one_image_on_two_ranks_completes(checkpoint, tmp_path, one_ddp_run_at_a_time):
+def test_one_image_on_two_ranks_completes(checkpoint, tmp_path):
     write_images(tmp_path / "one", {"only.png": ((80, 80), "PNG")})
     result = predict(checkpoint, tmp_path / "one", tmp_path, *DDP, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,7 +71,7 @@ def test_one_image_on_two_ranks_completes(checkpoint, tmp_path, one_ddp_run_at_a
     assert "ranks             : 2 (images per rank: 1, 0)" in (output / "results_summary.txt").read_text()
 
 
-def test_anomalib_folder_runs_ddp(checkpoint, seven, tmp_path, one_ddp_run_at_a_time):
+def test_anomalib_folder_runs_ddp(checkpoint, seven, tmp_path):
     _, folder = seven
     result = run_cli(
         ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
@@ -84,8 +84,7 @@ def test_anomalib_folder_runs_ddp(checkpoint, seven, tmp_path, one_ddp_run_at_a_
 
 
 @pytest.mark.parametrize("failing_rank", [0, 1])
-def test_a_failing_rank_ends_the_run_instead_of_hanging(checkpoint, seven, tmp_path, failing_rank,
-                                                        one_ddp_run_at_a_time):
+def test_a_failing_rank_ends_the_run_instead_of_hanging(checkpoint, seven, tmp_path, failing_rank):
     _, folder = seven
     started = time.monotonic()
     result = predict(checkpoint, folder, tmp_path, *DDP, "--trainer.callbacks+=ddp_helpers.FailOnRank",

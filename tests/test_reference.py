@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
 from anomalib_folder_ext import reference
 from anomalib_folder_ext.options import WriterOptions, option_defaults, option_docs
 
-from conftest import DOCS, REPO
-
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def test_every_table_is_in_the_docs_once():
@@ -24,7 +25,7 @@ def test_the_docs_tables_say_what_the_code_does(path):
     for name, table in reference.generated_blocks(text).items():
         assert table == reference.TABLES[name](), (
             f"{path.name}: the {name} table differs from the code; "
-            f"run: python -m anomalib_folder_ext.reference --write {path.relative_to(REPO)}")
+            f"run: python -m anomalib_folder_ext.reference --write {path.relative_to(ROOT)}")
 
 
 def test_a_changed_flag_is_noticed():

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-
-PACKAGE = REPO / "anomalib_folder_ext"
+PACKAGE = Path(__file__).resolve().parents[1] / "anomalib_folder_ext"
 MODULES = sorted(PACKAGE.glob("*.py"))
 MAX_MODULE_LINES = 350
 MAX_CLASS_LINES = 200
