@@ -152,7 +152,7 @@ class AnomalyMapWriter(Callback):
         self._maps: MapWriter | None = None
         self._scoring: Scoring | None = None
         self._clock = LoopClock()
-        self._failed = self._predicting = False
+        self._failed = False
 
     @property
     def resolved_output_dir(self) -> Path | None:
@@ -172,7 +172,9 @@ class AnomalyMapWriter(Callback):
         self._run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
                                      self.options, trainer.world_size, writes=trainer.is_global_zero)
         try:
-            self.plan = self._run_dir.plan(outputs, self.options.settings(self.checkpoint, trainer.precision))
+            self.plan = self._run_dir.plan(self.options.settings(self.checkpoint, trainer.precision))
+            trainer.strategy.barrier("anomalib_folder_ext.output_dir_read")  # no rank writes before all have read
+            self._run_dir.open()
             # after an overwrite took the earlier run's files away, its config among them
             self._run_dir.keep(save_run_config(trainer, self._run_dir.directory, outputdir.CONFIG_NAME, self._run_config))
         except BaseException:
@@ -197,7 +199,6 @@ class AnomalyMapWriter(Callback):
         rows = journal.Journal(directory, trainer.global_rank, self.plan.settings)
         self._maps = MapWriter(options, directory, self.plan, datamodule.folder_path, datamodule.batch_size, rows,
                                self._scoring.normalizer)
-        self._predicting = True
         self._clock.start()
 
     # -- per batch ----------------------------------------------------------------------------
@@ -240,11 +241,10 @@ class AnomalyMapWriter(Callback):
                     f"run it again with {option_hint('resume')} to predict only the rest", error=True)
             raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
         if isinstance(exception, InputError):
-            # One line and exit status 2, as for every input error. Checks made before the loop fail
-            # alike on every rank: rank 0 says it; a rank's own failure in the loop is said by that rank.
-            if trainer.is_global_zero or self._predicting:
-                prefix = "" if trainer.is_global_zero else f"rank {trainer.global_rank}: "
-                say(f"error: {prefix}{exception}", error=True)
+            # One line and exit status 2, as for every input error, said by each rank that fails: a
+            # rank that exits without a word has Lightning end the others, rank 0 before it could speak.
+            prefix = "" if trainer.is_global_zero else f"rank {trainer.global_rank}: "
+            say(f"error: {prefix}{exception}", error=True)
             raise SystemExit(EXIT_INPUT_ERROR)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
