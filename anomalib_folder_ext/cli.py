@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
 from anomalib_folder_ext.launch import one_line_errors, run_anomalib, run_batch_folders
-from anomalib_folder_ext.options import MapSize, Normalization, choices, option_docs
+from anomalib_folder_ext.options import MapSize, Normalization, choices, option_defaults, option_docs
 from anomalib_folder_ext.preflight import batch_jobs, check_inputs
 from anomalib_folder_ext.translate import (
     anomalib_predict_args,
@@ -75,33 +75,32 @@ def _colormap(name: str) -> str:
     return name
 
 
-def _doc(name: str) -> str:
-    """A writer option's help: its documentation in :class:`~anomalib_folder_ext.options.WriterOptions`."""
-    return option_docs()[name]
-
-
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The old script's flags that shape a run, shared by ``predict`` and ``batches``."""
+    docs, defaults = option_docs(), option_defaults()
+
+    def writer_flag(name: str, **kwargs: object) -> None:
+        """A writer option as a flag: its default and help are the option's (:mod:`~anomalib_folder_ext.options`)."""
+        parser.add_argument(f"--{name}", default=defaults[name], help=docs[name], **kwargs)
+
     parser.add_argument("--image_size", type=int, nargs=2, metavar=("H", "W"),
                         help="the model's input size: must equal the checkpoint's (default: the checkpoint's)")
     parser.add_argument("--batch_size", type=_count(1), default=8, help="images per forward pass")
-    parser.add_argument("--save_as_image", type=_bool, default=True, metavar="True|False", help=_doc("save_as_image"))
-    parser.add_argument("--save_as_npy", type=_bool, default=True, metavar="True|False", help=_doc("save_as_npy"))
-    parser.add_argument("--colormap", type=_colormap, default="jet", help=_doc("colormap"))
-    parser.add_argument("--normalization", choices=choices(Normalization), default="per_image",
-                        help=_doc("normalization"))
-    parser.add_argument("--vmin", type=_finite, help=_doc("vmin"))
-    parser.add_argument("--vmax", type=_finite, help=_doc("vmax"))
-    parser.add_argument("--map_size", choices=choices(MapSize), default="model", help=_doc("map_size"))
-    parser.add_argument("--save_overlay", type=_bool, default=False, metavar="True|False", help=_doc("save_overlay"))
-    parser.add_argument("--overlay_alpha", type=_finite, default=0.5, help=_doc("overlay_alpha"))
-    parser.add_argument("--report", type=_bool, default=False, metavar="True|False", help=_doc("report"))
+    writer_flag("save_as_image", type=_bool, metavar="True|False")
+    writer_flag("save_as_npy", type=_bool, metavar="True|False")
+    writer_flag("colormap", type=_colormap)
+    writer_flag("normalization", choices=choices(Normalization))
+    writer_flag("vmin", type=_finite)
+    writer_flag("vmax", type=_finite)
+    writer_flag("map_size", choices=choices(MapSize))
+    writer_flag("save_overlay", type=_bool, metavar="True|False")
+    writer_flag("overlay_alpha", type=_finite)
+    writer_flag("report", type=_bool, metavar="True|False")
     parser.add_argument("--recursive", type=_bool, default=False, metavar="True|False",
                         help="also take images in sub-folders (mirrored in the output dir)")
     parser.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS),
                         help="file extensions to take, any letter case")
-    parser.add_argument("--allow_other_files", type=_bool, default=False, metavar="True|False",
-                        help=_doc("allow_other_files"))
+    writer_flag("allow_other_files", type=_bool, metavar="True|False")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     parser.add_argument("--devices", default="1", help="number of devices, or auto")
     parser.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")

@@ -206,7 +206,8 @@ def train(root: Path) -> Path:
     write_random_teacher(cache_home)
     write_penalty_images(root / "penalty")
     seed_everything(SEED, workers=True)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:  # torch takes that setting itself
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
 
     datamodule = Folder(
         name="demo",

@@ -32,7 +32,7 @@ class MapWriter:
     """
 
     def __init__(self, options: WriterOptions, directory: OwnedDir, plan: RunPlan, folder: Path, batch_size: int,
-                 journal: journal.Journal | None = None, normalizer: maps.Normalizer | None = None) -> None:
+                 journal: journal.Journal, normalizer: maps.Normalizer) -> None:
         self.options, self.directory, self.plan, self.folder = options, directory, plan, folder
         self.journal, self.normalizer = journal, normalizer
         self.lut = artifacts.colormap_lut(options.colormap) if options.with_levels else None
@@ -81,16 +81,15 @@ class MapWriter:
             row.pred_label = bool(host["pred_label"][index])
         files = self.plan.outputs.files(name)
         options = self.options
+        levels = maps.image_map(host, "levels", index).numpy() if options.with_levels else None
         if options.save_as_npy:
             row.npy = files["npy"]
             self.directory.write(row.npy, artifacts.encode_npy(maps.image_map(host, "normalized", index).numpy()))
         if options.save_as_image:
             row.png = files["png"]
-            levels = maps.image_map(host, "levels", index).numpy()
             self.directory.write(row.png, artifacts.encode_png(levels, options.png_compress_level, palette=self.lut))
         if options.save_overlay:
             row.overlay = files["overlay"]
-            levels = maps.image_map(host, "levels", index).numpy()
             image = decode_rgb(self.folder / name, max_pixels=None)
             overlay = artifacts.blend_overlay(image, levels, self.lut, options.overlay_alpha)
             self.directory.write(row.overlay, artifacts.encode_overlay(overlay, options.overlay_format.value))
@@ -98,8 +97,7 @@ class MapWriter:
 
     def _keep(self, rows: list[ImageResult]) -> None:
         self.rows.update((row.image, row) for row in rows)
-        if self.journal is not None:
-            self.journal.append(rows)
+        self.journal.append(rows)
 
     def drain(self) -> None:
         """Wait for every queued file; a failed write is raised here, naming its file."""
@@ -115,5 +113,4 @@ class MapWriter:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
-        if self.journal is not None:
-            self.journal.close()
+        self.journal.close()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
 from anomalib_folder_ext.errors import InputError
-from anomalib_folder_ext.runplan import OutputNames
+
+if TYPE_CHECKING:  # numpy comes with it: not for every command's start
+    from anomalib_folder_ext.runplan import OutputNames
 
 
 class _Choice(str, Enum):
@@ -140,6 +143,8 @@ class WriterOptions:
 
     def output_names(self, names: list[str]) -> OutputNames:
         """The files each image gets under these options."""
+        from anomalib_folder_ext.runplan import OutputNames
+
         return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
                                       self.overlay_format.value if self.save_overlay else None)
 
@@ -183,10 +188,10 @@ def option_defaults() -> dict[str, object]:
             for option in fields(WriterOptions) if option.default is not MISSING}
 
 
-def args_doc(indent: str = "    ") -> str:
+def args_doc() -> str:
     """A Google-style ``Args:`` section of every option (the writer's docstring ends with it)."""
-    lines = [f"{indent}Args:"]
-    lines += [f"{indent}    {name}: {doc}" for name, doc in option_docs().items()]
+    lines = ["    Args:"]
+    lines += [f"        {name}: {doc}" for name, doc in option_docs().items()]
     return "\n".join(lines) + "\n"
 
 
@@ -210,7 +215,8 @@ def fixed_range_problem(normalization: str, vmin: float | None, vmax: float | No
 
 
 def overlay_problem(alpha: float, overlay_format: str) -> str | None:
-    """Why the overlay options cannot be used; ``None`` when they can (NaN is not in [0, 1])."""
-    if not 0.0 <= alpha <= 1.0 or overlay_format not in choices(OverlayFormat):
+    """Why the overlay options cannot be used; ``None`` when they can (NaN is not in [0, 1]). The
+    format is a checked choice by then; the message names it for context."""
+    if not 0.0 <= alpha <= 1.0:
         return f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {alpha}, {overlay_format!r})"
     return None

@@ -57,14 +57,14 @@ def _default(action: argparse.Action) -> str:
     return str(action.default)
 
 
-def flag_table(command: str = "predict") -> str:
-    """Every flag of ``anomalib-folder COMMAND``: the flag, its help, its default."""
+def flag_table() -> str:
+    """Every flag of ``anomalib-folder predict``: the flag, its help, its default."""
     from anomalib_folder_ext.cli import build_parser
 
     parser = build_parser()
     commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))  # noqa: SLF001
     rows = [f"| `{_cell(_flag(action))}` | {_cell(action.help or '')} | {_cell(_default(action))} |"
-            for action in commands.choices[command]._actions  # noqa: SLF001
+            for action in commands.choices["predict"]._actions  # noqa: SLF001
             if action.option_strings and not isinstance(action, argparse._HelpAction)]  # noqa: SLF001
     return "\n".join(["| flag | meaning | default |", "| --- | --- | --- |", *rows])
 
@@ -91,10 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = []
     for path in options.files:
         text = path.read_text()
-        if refreshed(text) != text:
+        made = refreshed(text)
+        if made != text:
             stale.append(path)
             if options.write:
-                path.write_text(refreshed(text))
+                path.write_text(made)
     for path in stale:
         print(f"{path}: {'tables rewritten' if options.write else 'a table differs from the code'}")
     return 1 if stale and not options.write else 0

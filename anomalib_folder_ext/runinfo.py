@@ -42,12 +42,22 @@ class RankReport:
 
     @property
     def peak_memory(self) -> str:
-        return f"host {self.host_mib:.0f} MiB" + (f", GPU {self.gpu_mib:.0f} MiB" if self.gpu_mib is not None else "")
+        return peak_memory_text(self.host_mib, self.gpu_mib)
 
     def record(self) -> dict:
         """Its numbers, for the finished record (``.journal/finished.json``) that tools read."""
         return {"images": len(self.rows), "startup_s": _rounded(self.startup_s), "loop_s": _rounded(self.loop_s),
                 "host_mib": _rounded(self.host_mib), "gpu_mib": _rounded(self.gpu_mib)}
+
+
+def peak_memory_text(host_mib: float, gpu_mib: float | None = None) -> str:
+    """A process's peaks as the summary words them (also read from finished records by benchmarks).
+
+    Example:
+        >>> peak_memory_text(1834.4, None), peak_memory_text(2048, 512)
+        ('host 1834 MiB', 'host 2048 MiB, GPU 512 MiB')
+    """
+    return f"host {host_mib:.0f} MiB" + (f", GPU {gpu_mib:.0f} MiB" if gpu_mib is not None else "")
 
 
 def _rounded(value: float | None) -> float | None:

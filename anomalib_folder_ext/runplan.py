@@ -78,8 +78,8 @@ class RunPlan:
 
     Example:
         >>> plan = RunPlan(OutputNames.for_images(["a.png", "b.png"]), {}, earlier={"a.png": None})
-        >>> plan.skip, plan.remaining
-        (frozenset({'a.png'}), 1)
+        >>> plan.skip
+        frozenset({'a.png'})
     """
 
     outputs: OutputNames
@@ -93,10 +93,6 @@ class RunPlan:
     @property
     def skip(self) -> frozenset[str]:
         return frozenset(self.earlier)
-
-    @property
-    def remaining(self) -> int:
-        return len(self.names) - len(self.earlier)
 
 
 def finished_images(trainer: object) -> frozenset[str]:

@@ -63,6 +63,8 @@ from common import (
 )
 from PIL import Image
 
+from anomalib_folder_ext import runinfo
+
 TRIVIAL_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
 DISTINCT_IMAGES = 64
 IMAGE_SIZE = 128
@@ -226,8 +228,7 @@ def peak_memory_text(ranks: list[dict]) -> str:
     "peak memory" line."""
     if not ranks:
         return "?"
-    peaks = [f"host {rank['host_mib']:.0f} MiB" + ("" if rank.get("gpu_mib") is None else f", GPU {rank['gpu_mib']:.0f} MiB")
-             for rank in ranks]
+    peaks = [runinfo.peak_memory_text(rank["host_mib"], rank.get("gpu_mib")) for rank in ranks]
     return " / ".join(peaks) + (" (per rank)" if len(ranks) > 1 else "")
 
 

@@ -6,23 +6,25 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _share_the_cores() -> None:
     """Parallel workers (pytest-xdist) split the cores between them: each worker, and every process
-    it starts, gets its share of torch threads instead of all of them (threads of several processes
-    spinning on the same cores make every test slower)."""
+    it starts, gets its share of threads instead of all of them (threads of several processes
+    spinning on the same cores make every test slower). Before numpy and torch are imported: they
+    size their thread pools then."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
 _share_the_cores()
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -117,18 +119,19 @@ def mixed_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def command_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a console command of this venv runs in: its ``bin`` first on ``PATH``."""
+    bin_dir = Path(sys.executable).parent
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONWARNINGS": "ignore",
+            **(env or {})}
+
+
 def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict[str, str] | None = None):
     """Run a console command of this venv as a user would, capturing its output."""
     import subprocess
 
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONWARNINGS": "ignore",
-        **(env or {}),
-    }
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(args, cwd=cwd, env=command_env(env), capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
@@ -144,7 +147,7 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
 
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     stdout, stderr = io.StringIO(), io.StringIO()
-    os.environ.update({"PYTHONWARNINGS": "ignore", **(env or {})})
+    os.environ.update(env or {})
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

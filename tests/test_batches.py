@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from anomalib_folder_ext.summary import read_results
-from conftest import REPO, run_cli, run_here, write_images
+from conftest import REPO, command_env, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +110,7 @@ def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkp
     work, _ = job
     args = ["anomalib-folder", "batches", str(work / "root"), "--model_path", str(checkpoint), "--output_root", "killed",
             "--batch_size", "2", "--only", "batch_01"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONWARNINGS": "ignore"}
+    env = command_env()
     process = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     journal_file = work / "killed" / "inference_results_batch_01" / ".journal" / "rank0.jsonl"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from conftest import DOCS, REPO
+
 LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
@@ -59,7 +59,7 @@ def test_every_link_lands(path):
 
 
 def test_the_readme_starts_fast():
-    text = (ROOT / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 300
     assert "## Contents" in text
     assert text.index("## Your own checkpoint") < text.index("random")  # one's own model before the demo's

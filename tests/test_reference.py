@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 
 from anomalib_folder_ext import reference
 from anomalib_folder_ext.options import WriterOptions, option_defaults, option_docs
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from conftest import DOCS, REPO
+
 
 
 def test_every_table_is_in_the_docs_once():
@@ -25,7 +24,7 @@ def test_the_docs_tables_say_what_the_code_does(path):
     for name, table in reference.generated_blocks(text).items():
         assert table == reference.TABLES[name](), (
             f"{path.name}: the {name} table differs from the code; "
-            f"run: python -m anomalib_folder_ext.reference --write {path.relative_to(ROOT)}")
+            f"run: python -m anomalib_folder_ext.reference --write {path.relative_to(REPO)}")
 
 
 def test_a_changed_flag_is_noticed():

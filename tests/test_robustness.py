@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, run_here, write_images
+from conftest import command_env, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_ctrl_c_exits_130_keeps_what_finished_and_resume_finishes(checkpoint, tm
     write_images(folder, {f"img{index:02d}.png": ((128, 128), "PNG") for index in range(16)})
     args = ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
             "--output_dir", str(out), "--batch_size", "2", "--num_workers", "1"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONWARNINGS": "ignore"}
+    env = command_env()
     # Its own process group, as a terminal's job, and Ctrl-C's default action even when this test runs
     # in a background job (which starts with SIGINT ignored, and a child inherits that).
     process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

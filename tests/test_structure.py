@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "anomalib_folder_ext"
+from conftest import REPO
+
+PACKAGE = REPO / "anomalib_folder_ext"
 MODULES = sorted(PACKAGE.glob("*.py"))
 MAX_MODULE_LINES = 350
 MAX_CLASS_LINES = 200
