@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: the project's ranges then accept it and pip never swaps in another build
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH_PIP_ARGS) torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export]'
 	touch $(STAMP)
 
 # The demo: build the offline assets once (cached in .demo/), predict with the shipped config, score it.

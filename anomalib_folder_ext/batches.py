@@ -31,7 +31,7 @@ from anomalib_folder_ext.outputroot import (
     check_folder_outputs,
 )
 from anomalib_folder_ext.owned import open_existing
-from anomalib_folder_ext.runinfo import precision_name
+from anomalib_folder_ext.runinfo import backend_of, precision_name
 
 
 @dataclass
@@ -116,7 +116,8 @@ class BatchRun:
         self.writer.configure(resume=resume, overwrite=self.overwrite, announce=False)
         predict = self.cli.config.predict
         self.ckpt_path = predict.get("ckpt_path")
-        self.settings = self.writer.options.settings(self.ckpt_path, precision_name(predict.trainer.precision))
+        self.settings = self.writer.options.settings(self.ckpt_path or getattr(self.cli.model, "model_file", None),
+                                                     precision_name(predict.trainer.precision), backend_of(self.cli.model))
         self.reports: list[summary.BatchReport] = []
         self.done_images = self.predicted_images = 0
         self.predict_seconds = 0.0
@@ -233,7 +234,7 @@ class BatchRun:
         covered = sorted([*self.reports, *earlier], key=lambda report: natural_key(report.name)) if earlier else self.reports
         trainer = self.cli.config.predict.trainer
         parameters = {
-            "checkpoint": str(Path(self.ckpt_path).resolve()) if self.ckpt_path else "(none)",
+            "checkpoint": str(Path(self.ckpt_path).resolve()) if self.ckpt_path else getattr(self.cli.model, "model_file", "(none)"),
             "output root": self.output_root.resolve(),
             "batch folders": f"{len(covered)} ({len(earlier)} from earlier runs)" if earlier else len(covered),
             "precision": self.settings["precision"],

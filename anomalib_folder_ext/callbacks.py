@@ -28,7 +28,7 @@ from anomalib_folder_ext.finish import FolderFinish
 from anomalib_folder_ext.mapwriter import MapWriter
 from anomalib_folder_ext.options import WriterOptions, args_doc
 from anomalib_folder_ext.rundir import RunDirectory, output_dir_of
-from anomalib_folder_ext.runinfo import LoopClock, checked_checkpoint, save_run_config
+from anomalib_folder_ext.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
 from anomalib_folder_ext.runplan import RunPlan
 from anomalib_folder_ext.scoring import Scoring, hand_over
 from anomalib_folder_ext.summary import ImageResult
@@ -172,7 +172,7 @@ class AnomalyMapWriter(Callback):
         self._run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
                                      self.options, trainer.world_size, writes=trainer.is_global_zero)
         try:
-            self.plan = self._run_dir.plan(self.options.settings(self.checkpoint, trainer.precision))
+            self.plan = self._run_dir.plan(self.options.settings(self.checkpoint, trainer.precision, backend_of(pl_module)))
             trainer.strategy.barrier("anomalib_folder_ext.output_dir_read")  # no rank writes before all have read
             self._run_dir.open()
             # after an overwrite took the earlier run's files away, its config among them
@@ -190,7 +190,7 @@ class AnomalyMapWriter(Callback):
             raise TypeError(msg)
         if trainer.ckpt_path and self.checkpoint is None:  # a script's trainer.predict(ckpt_path=...): known only now
             self.checkpoint = str(Path(trainer.ckpt_path).resolve())
-            self.plan.settings = self.options.settings(self.checkpoint, trainer.precision)
+            self.plan.settings = self.options.settings(self.checkpoint, trainer.precision, backend_of(pl_module))
             self._run_dir.check_settings(self.plan.settings)
         options, directory = self.options, self._run_dir.directory
         self._scoring = Scoring.for_model(pl_module, options.normalization, options.vmin, options.vmax)

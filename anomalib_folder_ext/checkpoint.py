@@ -107,10 +107,15 @@ def _read_checkpoint(path: Path, mtime_ns: int, size: int) -> EfficientAdCheckpo
 
 def content_digest(path: str | Path) -> str:
     """SHA-256 of the checkpoint's bytes: what resume compares, so weights replaced at the same path are
-    noticed. Computed once per process and file version (size and modification time), about 0.1 s per 100 MB."""
+    noticed. Computed once per process and file version (size and modification time), about 0.1 s per 100 MB.
+    An OpenVINO IR counts by both its files, the graph (``.xml``) and its weights (``.bin``)."""
     path = Path(path).expanduser().resolve()
     stat = path.stat()
-    return _content_digest(path, stat.st_mtime_ns, stat.st_size)
+    digest = _content_digest(path, stat.st_mtime_ns, stat.st_size)
+    weights = path.with_suffix(".bin")
+    if path.suffix == ".xml" and weights.is_file():
+        return hashlib.sha256(f"{digest} {content_digest(weights)}".encode()).hexdigest()
+    return digest
 
 
 @lru_cache(maxsize=8)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from anomalib_folder_ext.discover import DEFAULT_EXTENSIONS
+from anomalib_folder_ext.exported import FORMATS, PRECISIONS
 from anomalib_folder_ext.launch import one_line_errors, run_anomalib, run_batch_folders
 from anomalib_folder_ext.options import MapSize, Normalization, choices, option_defaults, option_docs
 from anomalib_folder_ext.preflight import batch_jobs, check_inputs
@@ -133,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Arguments not listed here are passed to anomalib unchanged, e.g. --trainer.strategy ddp."
         ),
     )
-    predict.add_argument("--model_path", help="EfficientAd Lightning checkpoint (.ckpt); not needed with --config")
+    predict.add_argument("--model_path", help="EfficientAd Lightning checkpoint (.ckpt), or an exported model (the "
+                         "directory `anomalib-folder export` wrote, a model.xml or a .onnx); not needed with --config")
     source = predict.add_mutually_exclusive_group()
     source.add_argument("--folder_path", "--custom_folder", dest="folder_path", help="folder of images")
     source.add_argument("--batch_folder", help="name of a batch folder under --data_root, e.g. batch_01")
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     batches.add_argument("root", type=Path, help="folder holding the batch folders (e.g. made by `anomalib-folder split`)")
-    batches.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
+    batches.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt), or an exported model")
     batches.add_argument("--only", nargs="+", metavar="NAME", help="only these batch folders, e.g. batch_03 batch_07")
     batches.add_argument("--output_root", default=".", help="where the output dirs and combined files go (default: .)")
     batches.add_argument("--resume", type=_bool, default=True, metavar="True|False",
@@ -185,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how files get into the batch folders (default: hardlink: no extra space)")
     split.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     split.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+
+    export = commands.add_parser(
+        "export",
+        help="export a checkpoint for fast CPU inference (OpenVINO IR or ONNX), checked against the checkpoint",
+        description=("Writes OUT/model.xml + model.bin (OpenVINO) or OUT/model.onnx, and OUT/export.json; predict and "
+                     "batches take OUT as --model_path. Ends with the largest map and score difference to the checkpoint."),
+    )
+    export.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt)")
+    export.add_argument("--format", choices=FORMATS, default="openvino", help="openvino (default) or onnx")
+    export.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (default); fp16 (weights) and int8 (NNCF quantisation): OpenVINO only")
+    export.add_argument("--calibration_folder", help="images like those to inspect: int8's calibration and the check "
+                        "(default: generated images; int8 needs it)")
+    export.add_argument("--out", required=True, help="the export directory (new, empty, or an earlier export)")
 
     demo = commands.add_parser(
         "demo",
@@ -261,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(options, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
     os.environ[COMMAND_ENV] = options.command  # messages name this command's flags
-    if options.command in {"demo", "split"} and passthrough:
+    if options.command in {"demo", "split", "export"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":
         return run_demo(options)
@@ -287,6 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "split":
             return run_split(options)
+        if options.command == "export":
+            from anomalib_folder_ext.console import quiet_dependencies
+
+            quiet_dependencies()  # before anomalib's imports warn
+            from anomalib_folder_ext.export import run_export
+
+            return run_export(options)
         if options.command == "batches" or options.batches:
             if options.resume is None:
                 options.resume = not getattr(options, "overwrite", False)

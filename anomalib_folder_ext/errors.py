@@ -42,6 +42,10 @@ class OutputDirError(InputError):
     """The output dir cannot be used, created or written; the message names it."""
 
 
+class ExportedModelError(InputError):
+    """An exported model that cannot run here; the message names the file and the problem."""
+
+
 def one_line_message(exc: BaseException) -> str | None:
     """The one-line message for errors a user fixes by changing input; ``None`` for real bugs."""
     if isinstance(exc, InputError):

@@ -148,17 +148,18 @@ class WriterOptions:
         return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
                                       self.overlay_format.value if self.save_overlay else None)
 
-    def settings(self, checkpoint: str | Path | None, precision: str) -> dict:
+    def settings(self, checkpoint: str | Path | None, precision: str, backend: str | None = None) -> dict:
         """What decides the files' content: an output dir resumes only under the same settings.
 
         The checkpoint counts by its content (SHA-256): new weights saved over the old file are
-        another model, and a checkpoint moved elsewhere is the same one.
+        another model, and a checkpoint moved elsewhere is the same one. ``backend``: the runtime
+        of an exported model (``checkpoint`` is then its graph file).
         """
         from anomalib_folder_ext.checkpoint import content_digest
 
         return {
             "checkpoint": content_digest(checkpoint) if checkpoint else None,
-            "precision": str(precision),
+            "precision": f"{precision} on {backend}" if backend else str(precision),
             "npy": self.save_as_npy,
             "png": self.colormap if self.save_as_image else False,
             "overlay": f"{self.overlay_format.value} {self.overlay_alpha:g}" if self.save_overlay else False,

@@ -40,14 +40,18 @@ def check_output_dir(output_dir: Path, folder: Path, images: list[Path], options
 
 
 def read_checked_checkpoint(options: argparse.Namespace):  # noqa: ANN201
+    """The checkpoint, or the exported model (a graph file or an export directory), checked."""
     from anomalib_folder_ext.checkpoint import read_checkpoint
     from anomalib_folder_ext.errors import InputError
+    from anomalib_folder_ext.exported import is_exported, read_export
 
-    checkpoint = read_checkpoint(options.model_path)
-    if options.image_size and checkpoint.image_size and tuple(options.image_size) != checkpoint.image_size:
+    exported = is_exported(options.model_path)
+    checkpoint = read_export(options.model_path) if exported else read_checkpoint(options.model_path)
+    if options.image_size and checkpoint.image_size and tuple(options.image_size) != tuple(checkpoint.image_size):
+        kind = "exported model" if exported else "checkpoint"
         msg = (
-            f"--image_size {options.image_size[0]} {options.image_size[1]} differs from the checkpoint's input size "
-            f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the checkpoint's size"
+            f"--image_size {options.image_size[0]} {options.image_size[1]} differs from the {kind}'s input size "
+            f"{checkpoint.image_size[0]} {checkpoint.image_size[1]}; leave it out to use the {kind}'s size"
         )
         raise InputError(msg)
     return checkpoint

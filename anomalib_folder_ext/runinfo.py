@@ -83,10 +83,11 @@ def requested_checkpoint(trainer: Trainer) -> str | None:
 
 def checked_checkpoint(trainer: Trainer) -> str | None:
     """The checkpoint this run will load, read once so that a bad file is one line before anything
-    loads (under ``anomalib predict`` nothing has read it yet); its resolved path."""
+    loads (under ``anomalib predict`` nothing has read it yet); its resolved path. An exported
+    model's graph file stands for it (its runtime checked it as the model was made)."""
     checkpoint = requested_checkpoint(trainer)
     if not checkpoint:
-        return None
+        return getattr(trainer.lightning_module, "model_file", None)
     from anomalib_folder_ext.checkpoint import read_checkpoint
 
     read_checkpoint(checkpoint)
@@ -110,9 +111,18 @@ def save_run_config(trainer: Trainer, directory: OwnedDir, name: str, config: ob
     return written
 
 
+def backend_of(model: object) -> str | None:
+    """The runtime of an exported model (``None``: the torch model)."""
+    return getattr(model, "backend", None)
+
+
 def precision_text(trainer: Trainer) -> str:
-    """The precision that ran, and the one asked for when Lightning changed it (16-mixed on a CPU runs as bf16)."""
+    """The precision that ran, and the one asked for when Lightning changed it (16-mixed on a CPU runs as bf16);
+    for an exported model, the runtime and the precision it computed in."""
     ran = str(trainer.precision)
+    backend_text = getattr(getattr(trainer, "lightning_module", None), "backend_text", None)
+    if backend_text:
+        return f"{ran}: {backend_text}"
     asked = cli_config(trainer, "trainer.precision")
     if asked is None or precision_name(asked) == ran:
         return ran

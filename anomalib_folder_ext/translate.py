@@ -11,6 +11,7 @@ from pathlib import Path
 from anomalib_folder_ext.options import Normalization, WriterOptions
 
 MODEL_CLASS = "anomalib.models.EfficientAd"
+EXPORTED_MODEL_CLASS = "anomalib_folder_ext.exportedmodel.ExportedModel"
 DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
 WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
 CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
@@ -46,18 +47,8 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
         data["max_pixels"] = options.max_pixels
     devices = options.devices
     return {
-        "model": {
-            "class_path": MODEL_CLASS,
-            "init_args": {
-                "model_size": checkpoint.model_size,
-                "teacher_out_channels": checkpoint.teacher_out_channels,
-                "padding": checkpoint.padding,
-                "pad_maps": checkpoint.pad_maps,
-                "visualizer": False,
-            },
-        },
+        **model_config(checkpoint),
         "data": {"class_path": DATA_CLASS, "init_args": data},
-        "ckpt_path": str(checkpoint.path),
         "return_predictions": False,
         "trainer": {
             "accelerator": options.accelerator,
@@ -72,6 +63,25 @@ def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None 
                 }
             ],
         },
+    }
+
+
+def model_config(checkpoint) -> dict:  # noqa: ANN001
+    """``model`` and ``ckpt_path``: EfficientAd built as the checkpoint was, or an exported model (no checkpoint)."""
+    if hasattr(checkpoint, "format"):  # exported.ExportInfo
+        return {"model": {"class_path": EXPORTED_MODEL_CLASS, "init_args": {"model_path": str(checkpoint.path)}}}
+    return {
+        "model": {
+            "class_path": MODEL_CLASS,
+            "init_args": {
+                "model_size": checkpoint.model_size,
+                "teacher_out_channels": checkpoint.teacher_out_channels,
+                "padding": checkpoint.padding,
+                "pad_maps": checkpoint.pad_maps,
+                "visualizer": False,
+            },
+        },
+        "ckpt_path": str(checkpoint.path),
     }
 
 

@@ -1,0 +1,194 @@
+"""Exported models (OpenVINO IR, ONNX) through the same pipeline as the checkpoint: export, parity, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomalib_folder_ext.summary import read_results
+from conftest import REPO, run_cli, run_here, write_images
+
+# Several sizes: one folder is predicted as mixed-size batches (resized on the host), another as
+# one-size batches (resized by the model's pre-processor).
+MIXED = {"a.png": ((300, 200), "PNG"), "b.jpg": ((256, 256), "JPEG"), "c.png": ((64, 96), "PNG"), "d.bmp": ((513, 257), "BMP")}
+SAME = {f"s{index}.png": ((320, 240), "PNG") for index in range(4)}
+PARITY = 1e-4
+
+
+def npys(output_dir: Path) -> dict[str, np.ndarray]:
+    return {path.name: np.load(path) for path in sorted(output_dir.glob("*.npy"))}
+
+
+def assert_same_results(mine: Path, reference: Path, tolerance: float = PARITY) -> None:
+    expected, got = npys(reference), npys(mine)
+    assert sorted(got) == sorted(expected) and expected
+    for name, values in expected.items():
+        assert got[name].shape == values.shape
+        assert np.abs(got[name] - values).max() <= tolerance, name
+    rows, reference_rows = read_results(mine), read_results(reference)
+    assert [row["image"] for row in rows] == [row["image"] for row in reference_rows]
+    for row, ref in zip(rows, reference_rows, strict=True):
+        assert row["status"] == ref["status"] == "ok" and row["pred_label"] == ref["pred_label"]
+        for column in ("score", "pred_score", "raw_min", "raw_mean", "norm_mean"):
+            assert abs(float(row[column]) - float(ref[column])) <= tolerance, (row, ref)
+
+
+@pytest.fixture(scope="module")
+def work(checkpoint, tmp_path_factory):
+    """Folders, the checkpoint's own results (per_image and model normalisation), and an OpenVINO export."""
+    root = tmp_path_factory.mktemp("exported")
+    write_images(root / "mixed", MIXED, seed=7)
+    write_images(root / "same", SAME, seed=8)
+    for folder in ("mixed", "same"):
+        for mode in ("per_image", "model"):
+            result = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", folder,
+                               "--output_dir", f"torch_{folder}_{mode}", "--normalization", mode], cwd=root)
+            assert result.returncode == 0, result.stderr[-3000:]
+    exported = run_cli(["anomalib-folder", "export", "--model_path", str(checkpoint), "--out", "export_ov",
+                        "--calibration_folder", "same"], cwd=root)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    return root, exported
+
+
+@pytest.mark.slow
+def test_export_checks_itself_and_says_where_the_model_is(work, checkpoint):
+    root, exported = work
+    lines = exported.stdout.strip().splitlines()
+    assert exported.stderr.strip() == "", exported.stderr[-2000:]  # no dependency noise
+    difference = re.search(r"vs the checkpoint on 4 images: largest map difference (\S+) \(", lines[-2])
+    assert difference and float(difference.group(1)) <= PARITY, lines
+    assert lines[-1].startswith("export_ov/: OpenVINO IR (fp32) of efficient_ad.ckpt — export.json, model.bin, model.xml")
+    metadata = json.loads((root / "export_ov" / "export.json").read_text())
+    from anomalib_folder_ext.checkpoint import content_digest
+
+    assert metadata["checkpoint"]["sha256"] == content_digest(checkpoint) and metadata["input_size"] == [256, 256]
+    assert metadata["parity"]["map_difference"] <= PARITY and metadata["versions"]["openvino"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["mixed", "same"])
+@pytest.mark.parametrize("mode", ["per_image", "model"])
+def test_openvino_fp32_gives_the_checkpoints_maps_scores_and_labels(work, folder, mode):
+    root, _ = work
+    result = run_here(["anomalib-folder", "predict", "--model_path", "export_ov", "--folder_path", folder, "--output_dir", f"ov_{folder}_{mode}",
+                       "--normalization", mode], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_results(root / f"ov_{folder}_{mode}", root / f"torch_{folder}_{mode}")
+    summary = (root / f"ov_{folder}_{mode}" / "results_summary.txt").read_text()
+    assert re.search(r"precision\s+: 32-true: OpenVINO \S+ \(f32\), model.xml \(fp32 export\)", summary), summary
+    assert f"checkpoint        : {(root / 'export_ov' / 'model.xml').resolve()}" in summary
+
+
+@pytest.mark.slow
+def test_onnx_runs_from_anomalibs_own_predict_with_the_shipped_config(work, checkpoint):
+    root, _ = work
+    from anomalib_folder_ext.export import export_checkpoint
+
+    graph, parity = export_checkpoint(checkpoint, "onnx", root / "export_onnx")
+    assert graph.name == "model.onnx" and parity.map_difference <= PARITY
+    result = run_here(["anomalib", "predict", "--config", str(REPO / "configs/folder.yaml"), "--config", str(REPO / "configs/exported.yaml"),
+                       "--model.init_args.model_path", str(graph), "--data.init_args.folder_path", "mixed",
+                       "--data.init_args.output_dir", "onnx_mixed"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ckpt_path is not provided" not in result.stdout + result.stderr
+    assert_same_results(root / "onnx_mixed", root / "torch_mixed_per_image")
+    assert "ONNX Runtime" in (root / "onnx_mixed" / "results_summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_resume_does_not_mix_the_checkpoints_maps_with_an_exported_models(work, checkpoint):
+    root, _ = work
+    out = root / "torch_same_per_image"
+    before = (out / "results.csv").read_bytes()
+    result = run_here(["anomalib-folder", "predict", "--model_path", "export_ov", "--folder_path", "same", "--output_dir", str(out),
+                       "--resume", "True"], cwd=root)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "resume only continues a run with the same settings" in result.stderr
+    assert (out / "results.csv").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_int8_and_fp16_exports_print_their_error_against_the_checkpoint(work, checkpoint):
+    root, _ = work
+    for precision in ("fp16", "int8"):
+        result = run_here(["anomalib-folder", "export", "--model_path", str(checkpoint), "--out", f"export_{precision}", "--precision",
+                           precision, "--calibration_folder", "same"], cwd=root)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert re.search(r"largest map difference \S+ \(\S+% of the map range\)", result.stdout), result.stdout
+        metadata = json.loads((root / f"export_{precision}" / "export.json").read_text())
+        assert metadata["precision"] == precision and metadata["parity"]["map_difference"] < 1.0
+    predicted = run_here(["anomalib-folder", "predict", "--model_path", "export_int8", "--folder_path", "same", "--output_dir", "int8_same"],
+                         cwd=root)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert len(read_results(root / "int8_same")) == len(SAME)
+    assert "(int8 export)" in (root / "int8_same" / "results_summary.txt").read_text()
+
+
+# -- bad input: one line, before the first image, nothing written -------------------------------------
+def refused(args: list[str], cwd: Path, needle: str) -> str:
+    result = run_here(args, cwd=cwd)
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_images(tmp_path / "in", {"a.png": ((64, 64), "PNG")})
+    return tmp_path
+
+
+def predict_args(model: Path) -> list[str]:
+    return ["anomalib-folder", "predict", "--model_path", str(model), "--folder_path", "in", "--output_dir", "out"]
+
+
+def test_an_ir_without_its_weights_is_refused(folder):
+    (folder / "m").mkdir()
+    (folder / "m" / "model.xml").write_text("<net/>")
+    refused(predict_args(folder / "m" / "model.xml"), folder, "its weights model.bin are missing")
+    assert not (folder / "out").exists()
+
+
+def test_a_truncated_onnx_is_refused(folder):
+    (folder / "model.onnx").write_bytes(b"\x08\x07\x12\x04trunc")
+    refused(predict_args(folder / "model.onnx"), folder, "ONNX Runtime cannot load it")
+    assert not (folder / "out").exists()
+
+
+def test_an_onnx_of_another_model_is_refused(folder):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(folder / "other.onnx"))
+    refused(predict_args(folder / "other.onnx"), folder, "not an exported anomalib model")
+    assert not (folder / "out").exists()
+
+
+def test_a_folder_without_one_model_is_refused(folder):
+    (folder / "empty").mkdir()
+    refused(predict_args(folder / "empty"), folder, "a folder with one model.xml or model.onnx")
+
+
+def test_a_missing_runtime_is_one_line_naming_the_extra(folder, monkeypatch):
+    (folder / "model.onnx").write_bytes(b"anything")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    refused(predict_args(folder / "model.onnx"), folder, "ONNX Runtime is not installed; an exported model needs it: pip install")
+
+
+def test_export_refuses_what_it_cannot_make_before_loading_anything(folder):
+    refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--format", "onnx", "--precision", "int8", "--out", "e"], folder,
+            "an ONNX export is fp32")
+    refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--precision", "int8", "--out", "e"], folder,
+            "--precision int8 needs --calibration_folder")
+    (folder / "e").mkdir()
+    (folder / "e" / "notes.txt").write_text("the user's")
+    refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--out", "e"], folder, "holds files that are not an export of this tool")
+    assert sorted(path.name for path in (folder / "e").iterdir()) == ["notes.txt"]
