@@ -59,8 +59,10 @@ class ExportedModel(AnomalibModule):
         backend: For an ``.onnx``: ``onnxruntime`` (default) or ``openvino``.
         threads: The runtime's threads; by default the cores this process may use.
 
-    Example:
-        ``anomalib predict --config configs/exported.yaml --model.init_args.model_path export/``
+    Example (the model of ``configs/folder.yaml`` replaced)::
+
+        anomalib predict --config configs/folder.yaml --config configs/exported.yaml \\
+            --model.init_args.model_path export/ --data.init_args.folder_path /data/batch_01
     """
 
     def __init__(self, model_path: str, backend: str | None = None, threads: int | None = None) -> None:

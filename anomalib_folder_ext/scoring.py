@@ -17,6 +17,10 @@ from anomalib_folder_ext.errors import InputError
 def map_normalizer(pl_module: LightningModule, normalization: str, vmin: float | None, vmax: float | None) -> maps.Normalizer | None:
     """The scale of every map in this run (``None``: each map's own min-max); checked once, here."""
     if normalization == "fixed":
+        if getattr(getattr(pl_module, "info", None), "normalized", False):
+            msg = ("normalization fixed: vmin and vmax are in raw map units, and this model's graph (an anomalib export) "
+                   "gives maps already normalised to 0-1; use model or per_image, or export with anomalib-folder export")
+            raise InputError(msg)
         return maps.fixed_range(vmin, vmax)
     if normalization == "per_image":
         return None

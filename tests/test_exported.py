@@ -129,6 +129,44 @@ def test_int8_and_fp16_exports_print_their_error_against_the_checkpoint(work, ch
     assert "(int8 export)" in (root / "int8_same" / "results_summary.txt").read_text()
 
 
+@pytest.mark.slow
+def test_batches_run_an_export_and_a_second_run_finds_them_done(work):
+    root, _ = work
+    for index in (1, 2):
+        write_images(root / "lot" / f"batch_0{index}", {f"p{index}{n}.png": ((128, 128), "PNG") for n in range(2)}, seed=index)
+    args = ["anomalib-folder", "batches", "lot", "--model_path", "export_ov", "--output_root", "lot_out"]
+    first = run_here(args, cwd=root)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(read_results(root / "lot_out" / "inference_results_batch_02")) == 2
+    record = json.loads((root / "lot_out" / "inference_results_batch_01" / ".journal" / "finished.json").read_text())
+    assert record["settings"]["precision"] == "32-true on openvino"
+    again = run_here(args, cwd=root)
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 2, again.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_a_model_from_anomalibs_own_export_runs_and_what_it_cannot_honour_is_refused(work, checkpoint):
+    """Its graph normalises with the checkpoint's statistics: normalization model passes its maps through."""
+    root, _ = work
+    from anomalib.models import EfficientAd
+
+    model = EfficientAd.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    xml = model.to_openvino(root / "anomalib_export", input_size=(256, 256))
+    result = run_here(["anomalib-folder", "predict", "--model_path", str(xml), "--folder_path", "same",
+                       "--output_dir", "anomalib_same_model", "--normalization", "model"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    mine, reference = root / "anomalib_same_model", root / "torch_same_model"
+    for name, values in npys(reference).items():
+        assert np.abs(np.load(mine / name) - values).max() <= PARITY, name
+    for row, ref in zip(read_results(mine), read_results(reference), strict=True):
+        assert row["pred_label"] == ref["pred_label"] and abs(float(row["pred_score"]) - float(ref["pred_score"])) <= PARITY
+    assert "(anomalib export, normalised in the graph)" in (mine / "results_summary.txt").read_text()
+    fixed = run_here(["anomalib-folder", "predict", "--model_path", str(xml), "--folder_path", "same", "--output_dir",
+                      "anomalib_fixed", "--normalization", "fixed", "--vmin", "0", "--vmax", "2"], cwd=root)
+    assert fixed.returncode == 2 and fixed.stderr.count("\n") == 1 and "an anomalib export" in fixed.stderr, fixed.stderr
+    assert not list((root / "anomalib_fixed").glob("*.npy")) and not (root / "anomalib_fixed" / "results.csv").exists()
+
+
 # -- bad input: one line, before the first image, nothing written -------------------------------------
 def refused(args: list[str], cwd: Path, needle: str) -> str:
     result = run_here(args, cwd=cwd)
