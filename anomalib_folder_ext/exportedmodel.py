@@ -57,7 +57,8 @@ class ExportedModel(AnomalibModule):
     Args:
         model_path: The export directory, its ``model.xml``, or a ``.onnx``.
         backend: For an ``.onnx``: ``onnxruntime`` (default) or ``openvino``.
-        threads: The runtime's threads; by default the cores this process may use.
+        threads: The runtime's threads; by default its own choice, or the cores this process may use
+            when it is held to fewer than the machine has.
 
     Example (the model of ``configs/folder.yaml`` replaced)::
 

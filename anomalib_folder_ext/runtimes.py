@@ -133,6 +133,11 @@ def open_runtime(path: Path, backend: str | None = None) -> OpenVINORuntime | On
     raise ExportedModelError(msg)
 
 
-def default_threads() -> int:
-    """The cores this process may use: the runtime's own default counts every core of the machine."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def default_threads() -> int | None:
+    """``None``: the runtime's own default, which follows the CPU (its cores, its hyper-threads). The
+    cores this process may use when it is held to fewer than the machine has (``taskset``, a
+    container's cpuset), which a runtime counting the machine's cores would oversubscribe."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = len(os.sched_getaffinity(0))
+    return allowed if allowed < (os.cpu_count() or allowed) else None

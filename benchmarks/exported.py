@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 def bare_exported(model_dir: Path, precision: str, batch: int, batches: int) -> float:
     """The exported graph alone on its runtime, compiled as a run compiles it."""
     from anomalib_folder_ext.exportedmodel import ExportedModel
+    from anomalib_folder_ext.runtimes import default_threads
 
     model = ExportedModel(str(model_dir))
-    model.runtime.compile(precision, len(os.sched_getaffinity(0)))
+    model.runtime.compile(precision, default_threads())
     images = np.random.default_rng(0).random((batch, 3, 256, 256), dtype=np.float32)
     model.runtime.run(images)  # warm-up
     started = time.perf_counter()

@@ -130,6 +130,16 @@ def test_int8_and_fp16_exports_print_their_error_against_the_checkpoint(work, ch
 
 
 @pytest.mark.slow
+def test_an_image_size_other_than_the_exports_is_refused_before_anything_is_written(work):
+    root, _ = work
+    result = run_here(["anomalib-folder", "predict", "--model_path", "export_ov", "--folder_path", "same", "--output_dir",
+                       "wrong_size", "--image_size", "128", "128"], cwd=root)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "differs from the exported model's input size 256 256" in result.stderr
+    assert not (root / "wrong_size").exists()
+
+
+@pytest.mark.slow
 def test_batches_run_an_export_and_a_second_run_finds_them_done(work):
     root, _ = work
     for index in (1, 2):
