@@ -5,9 +5,13 @@ datamodule and output dir. The checkpoint is loaded once, by the first folder th
 Each folder is one ordinary predict (its own ``results.csv``, summary, ``config.yaml`` and
 journal); the output root gets the combined files, built from what the folders hold on disk
 (:mod:`~anomalib_folder_ext.outputroot`). Every folder's output dir is checked before the first
-folder runs. Under DDP every rank runs this same
-loop (Lightning starts the ranks by re-running the command), makes the same decisions from the
-same files, and only rank 0 prints and writes the combined files.
+folder runs.
+
+Under DDP every rank runs this same loop (Lightning starts the ranks by re-running the command,
+or torchrun / SLURM start them). The ranks join before the first folder is read, and rank 0 makes
+every decision for all of them (:mod:`~anomalib_folder_ext.ranks`): the folder list, each folder's
+images, the output dir checks, which folders an earlier run finished. Only rank 0 prints and
+writes the combined files; every rank watches the others (:mod:`~anomalib_folder_ext.liveness`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from anomalib_folder_ext import journal, outputdir, summary
+from anomalib_folder_ext import journal, liveness, outputdir, summary
 from anomalib_folder_ext.artifacts import default_output_dir, display_name
 from anomalib_folder_ext.console import report_failures
 from anomalib_folder_ext.discover import natural_key
@@ -31,6 +35,7 @@ from anomalib_folder_ext.outputroot import (
     check_folder_outputs,
 )
 from anomalib_folder_ext.owned import open_existing
+from anomalib_folder_ext.ranks import decided_on_rank_zero, start_ranks
 from anomalib_folder_ext.runinfo import backend_of, precision_name
 
 
@@ -47,6 +52,7 @@ class FolderJob:
     plan: object = None  # its OutputNames
     output: object = None  # its FolderOutput: input folder and output dir
     listed_s: float = 0.0  # time to list its images (before the first folder runs)
+    finished: dict | None = None  # the finished record of an earlier run that did this folder (resume)
 
 
 def _rank_zero() -> bool:
@@ -87,7 +93,7 @@ def run_batches(
     """Predict every folder of ``jobs`` with one model and one Trainer; see the module doc."""
     run = BatchRun(base_args, jobs, output_root, resume, overwrite)
     run.prepare()
-    for number, job in enumerate(jobs, 1):
+    for number, job in enumerate(run.jobs, 1):  # rank 0's list, on every rank
         run.run_folder(number, job)
     return run.finish()
 
@@ -104,7 +110,8 @@ class BatchRun:
 
         self.started = time.perf_counter()
         self.base_args, self.jobs, self.output_root, self.resume = list(base_args), jobs, Path(output_root), resume
-        self.cli = AnomalibCLI([*base_args, *jobs[0].args], run=False)  # model, first datamodule, Engine
+        self.first_args = list(jobs[0].args)
+        self.cli = AnomalibCLI([*base_args, *self.first_args], run=False)  # model, first datamodule, Engine
         callbacks = self.cli.config_init.predict.trainer.callbacks or []
         writers = [callback for callback in callbacks if isinstance(callback, AnomalyMapWriter)]
         if len(writers) != 1:
@@ -118,6 +125,13 @@ class BatchRun:
         self.ckpt_path = predict.get("ckpt_path")
         self.settings = self.writer.options.settings(self.ckpt_path or getattr(self.cli.model, "model_file", None),
                                                      precision_name(predict.trainer.precision), backend_of(self.cli.model))
+        # The Trainer now rather than at the first predict (anomalib's Engine makes it on demand, with
+        # the same arguments): the other ranks join before the folders are read, to take rank 0's decisions.
+        self.cli.engine._setup_trainer(self.cli.model)  # noqa: SLF001
+        self.strategy = self.cli.engine.trainer.strategy
+        start_ranks(self.cli.engine.trainer)
+        liveness.watch(self.strategy, rerun="the same command" if resume else "the same command with --resume True")
+        self.jobs = decided_on_rank_zero(self.strategy, lambda: jobs)  # rank 0's view of the batch root
         self.reports: list[summary.BatchReport] = []
         self.done_images = self.predicted_images = 0
         self.predict_seconds = 0.0
@@ -134,15 +148,11 @@ class BatchRun:
         shared = _shared_settings(self.cli.config)
         for index, job in enumerate(self.jobs):
             self._load_folder(index, job, shared)
-        check_folder_outputs([job.output for job in self.jobs], self.output_root)
-        for job in self.jobs:
-            try:  # every refusal the writer would make when this folder's turn comes, made now
-                outputdir.check_output_dir(job.output.output_dir, job.output.folder, job.plan,
-                                           self.resume or self.overwrite,
-                                           allow_other_files=self.writer.options.allow_other_files)
-            except InputError as exc:
-                raise InputError(f"{job.origin}: {exc}") from None
-        self.root = OutputRoot(self.output_root, [job.output for job in self.jobs], write=_rank_zero())
+        decided = decided_on_rank_zero(self.strategy, self._read_folders)
+        for job, (paths, finished) in zip(self.jobs, decided, strict=True):
+            job.datamodule.relative_paths = paths
+            job.finished = finished
+            self._plan_folder(job)
         _say(f"{len(self.jobs)} batch folders, {self.total_images} images -> {self.output_root.resolve()}"
              f" (resume {'on: finished folders and images are skipped' if self.resume else 'off: everything is redone'})")
 
@@ -154,7 +164,7 @@ class BatchRun:
         from anomalib_folder_ext.data import FolderDataModule
 
         config = self.cli.config
-        if index:
+        if index or job.args != self.first_args:
             config = self.cli.parser.parse_args([*self.base_args, *job.args])
             config["predict"] = update_config(config["predict"])
             mine = _shared_settings(config)
@@ -166,38 +176,62 @@ class BatchRun:
         data = config.predict.data
         if data.init_args.get("output_dir") is None:
             data.init_args.output_dir = str(self.output_root / default_output_dir(data.init_args.folder_path).name)
-        datamodule = self.cli.datamodule if index == 0 else instantiate_class((), data.as_dict())
+        datamodule = self.cli.datamodule if config is self.cli.config else instantiate_class((), data.as_dict())
         if not isinstance(datamodule, FolderDataModule):
             msg = f"{job.origin}: data must be anomalib_folder_ext.data.FolderDataModule for a multi-folder run"
             raise InputError(msg)
         datamodule.output_dir = Path(data.init_args.output_dir)
-        listing = time.perf_counter()
-        try:
-            datamodule.setup("predict")  # lists the images: a missing or empty folder stops the run here
-        except InputError as exc:
-            raise InputError(f"{job.origin}: {exc}") from None
-        job.listed_s = time.perf_counter() - listing
         job.config, job.datamodule = config, datamodule
-        job.names = [path.as_posix() for path in datamodule.relative_paths]
+
+    def _read_folders(self) -> list[tuple[list[Path], dict | None]]:
+        """Rank 0: each folder's images, the checks of every output dir, the folders an earlier run
+        finished; the output root opened for this run."""
+        for job in self.jobs:
+            listing = time.perf_counter()
+            try:
+                job.datamodule.setup("predict")  # lists the images: a missing or empty folder stops the run here
+            except InputError as exc:
+                raise InputError(f"{job.origin}: {exc}") from None
+            job.listed_s = time.perf_counter() - listing
+            self._plan_folder(job)
+        check_folder_outputs([job.output for job in self.jobs], self.output_root)
+        for job in self.jobs:
+            try:  # every refusal the writer would make when this folder's turn comes, made now
+                outputdir.check_output_dir(job.output.output_dir, job.output.folder, job.plan,
+                                           self.resume or self.overwrite,
+                                           allow_other_files=self.writer.options.allow_other_files)
+            except InputError as exc:
+                raise InputError(f"{job.origin}: {exc}") from None
+        self.root = OutputRoot(self.output_root, [job.output for job in self.jobs], write=True)
+        return [(job.datamodule.relative_paths, self._finished_earlier(job)) for job in self.jobs]
+
+    def _plan_folder(self, job: FolderJob) -> None:
+        job.names = [path.as_posix() for path in job.datamodule.relative_paths]
         job.plan = self.writer.options.output_names(job.names)
-        job.output = FolderOutput(job.name, job.origin, datamodule.folder_path, datamodule.output_dir)
+        job.output = FolderOutput(job.name, job.origin, job.datamodule.folder_path, job.datamodule.output_dir)
+
+    def _finished_earlier(self, job: FolderJob) -> dict | None:
+        """The record of an earlier run that finished this folder as this run would (resume), else ``None``."""
+        directory = open_existing(job.datamodule.output_dir) if self.resume else None
+        if directory is None:
+            return None
+        with directory:
+            return journal.finished_run(directory, self.settings, job.plan, job.datamodule.folder_path)
 
     def run_folder(self, number: int, job: FolderJob) -> None:
         """Skip the folder if an earlier run finished it, else one ``Trainer.predict``; then its line."""
         started = time.perf_counter()
-        out = job.datamodule.output_dir
-        record = None
-        directory = open_existing(out) if self.resume else None
-        if directory is not None:
-            with directory:
-                record = journal.finished_run(directory, self.settings, job.plan, job.datamodule.folder_path)
-        if record is not None:
-            status = "done earlier"
-        else:
+        if job.finished is None:
             self._predict(job)
+        if not _rank_zero():
+            return
+        out = job.datamodule.output_dir
+        if job.finished is not None:
+            record, status = job.finished, "done earlier"
+        else:
             record = journal.read_finished(out) or {}
             status = "resumed" if record.get("predicted", 0) < len(job.names) else "ran"
-        rows = [summary.row_from_csv(values) for values in summary.read_results(out)] if _rank_zero() else []
+        rows = [summary.row_from_csv(values) for values in summary.read_results(out)]
         seconds = time.perf_counter() - started + job.listed_s
         report = summary.BatchReport(job.name, self.root.shown(out), rows, status, record.get("predicted", 0), record.get("loop_s", 0.0))
         if status != "done earlier":
@@ -226,6 +260,7 @@ class BatchRun:
     def finish(self) -> int:
         """Rank 0: the combined files (this run's folders and those of earlier runs they covered), the
         run's last line; the exit status (of this run's folders)."""
+        liveness.finished()  # no rank needs another from here on
         if not _rank_zero():
             return 0
         every = [row for report in self.reports for row in report.rows]

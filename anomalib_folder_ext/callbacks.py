@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_folder_ext import journal, outputdir
+from anomalib_folder_ext import journal, liveness, outputdir
 from anomalib_folder_ext.console import (
     EXIT_INTERRUPTED,
     count,
@@ -27,6 +27,7 @@ from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, InputError
 from anomalib_folder_ext.finish import FolderFinish
 from anomalib_folder_ext.mapwriter import MapWriter
 from anomalib_folder_ext.options import WriterOptions, args_doc
+from anomalib_folder_ext.ranks import DecidedOnRankZero
 from anomalib_folder_ext.rundir import RunDirectory, output_dir_of
 from anomalib_folder_ext.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
 from anomalib_folder_ext.runplan import RunPlan
@@ -166,17 +167,18 @@ class AnomalyMapWriter(Callback):
             return
         self._reset()
         self.checkpoint = checked_checkpoint(trainer) or self.checkpoint
+        if self.announce:  # a multi-folder run watches the ranks itself
+            liveness.watch(trainer.strategy, rerun=f"it again with {option_hint('resume')}")
         datamodule = trainer.datamodule
         folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
         outputs = self.options.output_names([path.as_posix() for path in datamodule.relative_paths] if folder else [])
-        self._run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
-                                     self.options, trainer.world_size, writes=trainer.is_global_zero)
+        self._run_dir = run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
+                                               self.options, trainer.world_size)
+        settings = self.options.settings(self.checkpoint, trainer.precision, backend_of(pl_module))
         try:
-            self.plan = self._run_dir.plan(self.options.settings(self.checkpoint, trainer.precision, backend_of(pl_module)))
-            trainer.strategy.barrier("anomalib_folder_ext.output_dir_read")  # no rank writes before all have read
-            self._run_dir.open()
+            self.plan = run_dir.open_on_every_rank(trainer.strategy, settings)
             # after an overwrite took the earlier run's files away, its config among them
-            self._run_dir.keep(save_run_config(trainer, self._run_dir.directory, outputdir.CONFIG_NAME, self._run_config))
+            run_dir.keep(save_run_config(trainer, run_dir.directory, outputdir.CONFIG_NAME, self._run_config))
         except BaseException:
             self._release(failed=True)
             raise
@@ -191,7 +193,7 @@ class AnomalyMapWriter(Callback):
         if trainer.ckpt_path and self.checkpoint is None:  # a script's trainer.predict(ckpt_path=...): known only now
             self.checkpoint = str(Path(trainer.ckpt_path).resolve())
             self.plan.settings = self.options.settings(self.checkpoint, trainer.precision, backend_of(pl_module))
-            self._run_dir.check_settings(self.plan.settings)
+            self._run_dir.check_settings(trainer.strategy, self.plan.settings)
         options, directory = self.options, self._run_dir.directory
         self._scoring = Scoring.for_model(pl_module, options.normalization, options.vmin, options.vmax)
         if trainer.is_global_zero:
@@ -234,18 +236,7 @@ class AnomalyMapWriter(Callback):
             self._maps.abandon()  # journaled: a resumed run does not redo them
         self._shutdown()
         self._release(failed=True)
-        if isinstance(exception, KeyboardInterrupt):
-            if trainer.is_global_zero:
-                done = len(self._rows()) + len(self.plan.earlier if self.plan else {})
-                say(f"interrupted: {count(done)} images finished and recorded in {self.resolved_output_dir}; "
-                    f"run it again with {option_hint('resume')} to predict only the rest", error=True)
-            raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
-        if isinstance(exception, InputError):
-            # One line and exit status 2, as for every input error, said by each rank that fails: a
-            # rank that exits without a word has Lightning end the others, rank 0 before it could speak.
-            prefix = "" if trainer.is_global_zero else f"rank {trainer.global_rank}: "
-            say(f"error: {prefix}{exception}", error=True)
-            raise SystemExit(EXIT_INPUT_ERROR)
+        _stop_for(exception, trainer, len(self._rows()) + len(self.plan.earlier if self.plan else {}), self.resolved_output_dir)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Merge every rank's rows on rank 0 and write the summaries.
@@ -261,6 +252,8 @@ class AnomalyMapWriter(Callback):
             finish.run(trainer, self._rows(), self._clock)
         finally:
             self._release(failed=False)
+            if self.announce:  # this rank's part of the job is over (a multi-folder run says so after its last folder)
+                liveness.finished()
 
     def _rows(self) -> dict[str, ImageResult]:
         return self._maps.rows if self._maps is not None else {}
@@ -272,6 +265,26 @@ class AnomalyMapWriter(Callback):
     def _shutdown(self) -> None:
         if self._maps is not None:
             self._maps.close()
+
+
+def _stop_for(exception: BaseException, trainer: Trainer, done: int, output_dir: Path | None) -> None:
+    """The one line and exit status a failed run ends with; a bug keeps Lightning's own ending."""
+    if liveness.lost_rank(exception) is not None:  # a rank is gone: one line names it, whatever failed here
+        liveness.say_lost()
+        raise SystemExit(liveness.EXIT_RANK_LOST)
+    if isinstance(exception, KeyboardInterrupt):
+        if trainer.is_global_zero:
+            say(f"interrupted: {count(done)} images finished and recorded in {output_dir}; "
+                f"run it again with {option_hint('resume')} to predict only the rest", error=True)
+        raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
+    if isinstance(exception, InputError):
+        # One line and exit status 2, as for every input error, said by each rank that fails: a
+        # rank that exits without a word has Lightning end the others, rank 0 before it could speak.
+        # Rank 0's refusal reaches every rank; each node's first rank says it on that node.
+        if not getattr(exception, "quiet", False):
+            shared = trainer.is_global_zero or isinstance(exception, DecidedOnRankZero)
+            say(f"error: {'' if shared else f'rank {trainer.global_rank}: '}{exception}", error=True)
+        raise SystemExit(EXIT_INPUT_ERROR)
 
 
 # One source for the options' documentation: jsonargparse (`anomalib predict --help`) reads the Args.

@@ -42,6 +42,7 @@ from anomalib_folder_ext.discover import (
 )
 from anomalib_folder_ext.errors import FolderInputError
 from anomalib_folder_ext.journal import file_stamp
+from anomalib_folder_ext.ranks import decided_on_rank_zero
 from anomalib_folder_ext.runplan import finished_images
 from anomalib_folder_ext.schedule import FolderShardSampler, scheduled_indices
 
@@ -249,12 +250,16 @@ class FolderDataModule(AnomalibDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """List the images. Lightning calls this before it loads the checkpoint's weights, so a
-        bad folder fails fast; the dataset itself waits for the model's input size (predict_dataloader)."""
+        bad folder fails fast; the dataset itself waits for the model's input size (predict_dataloader).
+        Under DDP rank 0 lists and every rank takes its list: the ranks share one list, whatever their
+        view of the folder."""
         del stage
         if not self.relative_paths:
-            self.relative_paths = list_folder_images(
-                self.folder_path, self.extensions, self.recursive, exclude=self.output_dir
-            )
+            trainer = getattr(self, "trainer", None)
+            self.relative_paths = decided_on_rank_zero(trainer.strategy if trainer is not None else None, self.list_images)
+
+    def list_images(self) -> list[Path]:
+        return list_folder_images(self.folder_path, self.extensions, self.recursive, exclude=self.output_dir)
 
     def resolve_image_size(self) -> tuple[int, int]:
         """The model's input size when a model is attached; checked against ``image_size``."""
@@ -301,9 +306,9 @@ class FolderDataModule(AnomalibDataModule):
         # Images an earlier, interrupted run finished, as the run's plan says: they stay in
         # relative_paths (names, order, summaries); batches of nothing else are not predicted again.
         skip = finished_images(trainer)
-        if names and len(skip) == len(names):  # nothing to predict: Lightning's warning would only alarm
-            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
         indices = scheduled_indices(names, skip, world_size, rank, self.batch_size)
+        if names and not indices:  # nothing left for this rank (resumed, or more ranks than images): no alarm
+            warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
         sampler = FolderShardSampler(self.predict_data, world_size, rank, indices)
         return DataLoader(
             self.predict_data,

@@ -69,6 +69,12 @@ def one_line_message(exc: BaseException) -> str | None:
 
 def _one_line_hook(previous):  # noqa: ANN001, ANN202
     def hook(exc_type, exc, tb):  # noqa: ANN001, ANN202
+        # A rank of the job is gone: whatever failed here, that is why. (Its watch exists only where
+        # the module was imported; importing it here would change how Python exits on Ctrl-C.)
+        liveness = sys.modules.get("anomalib_folder_ext.liveness")
+        if liveness is not None and liveness.lost_rank(exc) is not None:
+            liveness.say_lost()
+            exit_now(liveness.EXIT_RANK_LOST)
         if issubclass(exc_type, KeyboardInterrupt) and not os.environ.get("ANOMALIB_FOLDER_TRACEBACK"):
             # In a predict loop the writer reports what finished itself; this is Ctrl-C outside one.
             print("interrupted: finished images are kept; run again with --resume True to continue", file=sys.stderr)
@@ -77,7 +83,8 @@ def _one_line_hook(previous):  # noqa: ANN001, ANN202
         if message is None:
             previous(exc_type, exc, tb)
         else:
-            print(f"error: {message}", file=sys.stderr)
+            if not getattr(exc, "quiet", False):  # rank 0's refusal: each node's first rank says it
+                print(f"error: {message}", file=sys.stderr)
             exit_now(EXIT_INPUT_ERROR)
 
     hook.anomalib_folder_ext = True

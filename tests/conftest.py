@@ -85,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Test files by how long they take, longest first (the rest follow in their usual order).
-LONGEST = ["test_demo.py", "test_ddp.py", "test_batches.py", "test_exported.py", "test_robustness.py", "test_predict.py",
+LONGEST = ["test_multinode.py", "test_demo.py", "test_ddp.py", "test_batches.py", "test_exported.py", "test_robustness.py", "test_predict.py",
            "test_hostile.py", "test_precision.py", "test_errors.py", "test_config.py"]
 
 

@@ -242,9 +242,9 @@ def test_resume_reuses_only_rows_it_can_verify(tmp_path):
     assert line.startswith("resume: earlier rows not reused: 1 changed since") and "3 not written by this tool" in line
 
 
-def test_every_rank_reads_the_output_dir_before_rank_0_writes_there(tmp_path, monkeypatch):
-    """Ranks decide from the same files: checking and planning write nothing, so rank 0 writes only
-    after every rank has read (a rank that read a half-made dir refused it and left the run)."""
+def test_rank_0_prepares_the_output_dir_and_the_other_ranks_join_it_writing_nothing(tmp_path, monkeypatch):
+    """Rank 0 alone reads the dir and decides (the other ranks get its plan), then makes it ready;
+    a rank that joins afterwards only opens it: no rank judges a half-made dir."""
     from anomalib_folder_ext.options import WriterOptions
     from anomalib_folder_ext.rundir import RunDirectory
 
@@ -256,32 +256,32 @@ def test_every_rank_reads_the_output_dir_before_rank_0_writes_there(tmp_path, mo
     options = WriterOptions(save_as_image=False, resume=True)
     outputs = options.output_names(["a.png", "b.png"])
 
-    def ranks() -> list[RunDirectory]:
-        return [RunDirectory(out, folder, outputs, options, world_size=2, writes=rank == 0) for rank in (0, 1)]
+    def rank() -> RunDirectory:
+        return RunDirectory(out, folder, outputs, options, world_size=2)
 
-    fresh = ranks()
-    assert [run.plan({}).earlier for run in fresh] == [{}, {}] and not out.exists()  # nothing made by reading
-    for run in fresh:
-        run.open()
+    first = rank()
+    assert first.prepare({}).earlier == {}
     assert sorted(tree(out)) == [".journal", ".journal/owner.json", ".lock"]
-    log = journal.Journal(fresh[0].directory, rank=0, settings={})
-    fresh[0].directory.write("a_anomaly.npy", b"map")
+    log = journal.Journal(first.directory, rank=0, settings={})
+    first.directory.write("a_anomaly.npy", b"map")
     log.append([ImageResult("a.png", npy="a_anomaly.npy", score=1.0, source=journal.file_stamp(folder / "a.png"))])
     log.close()
-    fresh[0].directory.write(temporary_name("b_anomaly.npy"), b"half a map")  # the interrupted write
-    for run in fresh:
-        run.release(failed=True)
-        run.close()
+    first.directory.write(temporary_name("b_anomaly.npy"), b"half a map")  # the interrupted write
+    first.release(failed=True)
+    first.close()
 
     before = tree(out)
-    resumed = ranks()
-    plans = [run.plan({}) for run in resumed]
-    assert tree(out) == before  # every rank read; nothing changed yet
-    assert [list(plan.earlier) for plan in plans] == [["a.png"], ["a.png"]]
-    resumed[0].open()
-    resumed[1].open()  # the other rank opens what rank 0 made ready, writing nothing itself
+    resumed = rank()
+    assert list(resumed.prepare({}).earlier) == ["a.png"]
     assert sorted(set(before) - set(tree(out))) == [temporary_name("b_anomaly.npy")]
     assert sorted(set(tree(out)) - set(before)) == [".lock"]
+    prepared = tree(out)
+    other = rank()
+    other.join()  # the other rank opens what rank 0 made ready, writing nothing itself
+    assert tree(out) == prepared and other.directory is not None
+    other.close()
+    resumed.release(failed=False)
+    resumed.close()
 
 
 def test_the_checkpoint_counts_by_its_content(tmp_path):

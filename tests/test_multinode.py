@@ -1,0 +1,155 @@
+"""Several machines, tried on one: two "nodes" of one process each on localhost (gloo), launched
+as the README's recipes launch them (Lightning's environment variables, and torchrun). Each image
+once, the same files as one process, and a node killed mid-job ends the job with one line; the
+same command then finishes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, command_env, run_here, write_images
+
+FOLDERS = {f"batch_0{number}": {f"img{index:02d}.png": ((80 + 8 * (index % 3), 80), "PNG") for index in range(10)}
+           for number in (1, 2, 3)}
+ON_CPU = ["--accelerator", "cpu", "--devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def node_command(args: list[str], node_rank: int, port: int, torchrun: bool = False) -> tuple[list[str], dict]:
+    """The README's localhost recipe for one "node": the same command on each, told its node rank."""
+    if torchrun:
+        return ["torchrun", "--nnodes", "2", "--node_rank", str(node_rank), "--nproc_per_node", "1", "--master_addr",
+                "127.0.0.1", "--master_port", str(port), "--no-python", *args], {}
+    return args, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(node_rank)}
+
+
+def start_nodes(args: list[str], cwd: Path, torchrun: bool = False) -> list[subprocess.Popen]:
+    port, nodes = free_port(), []
+    for node_rank in (0, 1):
+        command, env = node_command(args, node_rank, port, torchrun)
+        nodes.append(subprocess.Popen(command, cwd=cwd, env=command_env(env), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+    return nodes
+
+
+def finish(nodes: list[subprocess.Popen], timeout: int = 400) -> list[tuple[int, str, str]]:
+    results = []
+    for node in nodes:
+        try:
+            out, err = node.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in nodes:
+                os.killpg(other.pid, signal.SIGKILL)
+            raise
+        results.append((node.returncode, out, err))
+    return results
+
+
+def run_nodes(args: list[str], cwd: Path, torchrun: bool = False) -> list[tuple[int, str, str]]:
+    results = finish(start_nodes(args, cwd, torchrun))
+    for status, _, err in results:
+        assert status == 0, err[-3000:]
+    return results
+
+
+def results_and_statistics(output_dir: Path) -> tuple[str, str]:
+    """results.csv, and the summary from its statistics on (the lines above them say how the run went)."""
+    summary = (output_dir / "results_summary.txt").read_text()
+    return (output_dir / "results.csv").read_text(), summary[summary.index("Overall statistics"):]
+
+
+@pytest.fixture(scope="module")
+def work(checkpoint, tmp_path_factory):
+    """Three batch folders and their one-process run, the reference."""
+    root = tmp_path_factory.mktemp("nodes")
+    for name, images in FOLDERS.items():
+        write_images(root / "data" / name, images, seed=int(name[-1]))
+    reference = run_here(["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root",
+                          "single", "--accelerator", "cpu"], cwd=root)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    return root, checkpoint
+
+
+def assert_same_as_one_process(root: Path, output_root: str) -> None:
+    assert (root / output_root / "all_batches.csv").read_text() == (root / "single" / "all_batches.csv").read_text()
+    for name, images in FOLDERS.items():
+        mine, single = root / output_root / f"inference_results_{name}", root / "single" / f"inference_results_{name}"
+        assert results_and_statistics(mine) == results_and_statistics(single)
+        assert len(list(mine.glob("*_anomaly.npy"))) == len(images) == len(list(mine.glob("*_anomaly.png")))
+
+
+def test_the_readmes_localhost_recipe_is_the_command_these_tests_run():
+    lines = [line.removesuffix(" &") for line in (REPO / "README.md").read_text().splitlines()
+             if line.startswith("MASTER_ADDR=127.0.0.1")]
+    args = ["anomalib-folder", "batches", "data", "--model_path", "model.ckpt", "--output_root", "out", *ON_CPU]
+    assert len(lines) == 2
+    for node_rank, line in enumerate(lines):
+        command, env = node_command(args, node_rank, 29500)
+        assert line == " ".join([*(f"{name}={value}" for name, value in env.items()), *command])
+
+
+@pytest.mark.slow
+def test_one_folder_on_two_nodes_equals_one_process(work):
+    root, checkpoint = work
+    results = run_nodes(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path",
+                         "data/batch_01", "--output_dir", "one_folder", *ON_CPU], cwd=root)
+    output = root / "one_folder"
+    assert results_and_statistics(output) == results_and_statistics(root / "single" / "inference_results_batch_01")
+    assert "ranks             : 2 (images per rank: 5, 5)" in (output / "results_summary.txt").read_text()
+    assert "one_folder/: 10 images" in results[0][1] and not results[1][1].strip()  # rank 0 alone says where
+
+
+@pytest.mark.slow
+def test_batch_folders_on_two_torchrun_nodes_then_resumed_then_redone(work):
+    root, checkpoint = work
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "torchrun",
+               *ON_CPU]
+    first = run_nodes(batches, cwd=root, torchrun=True)
+    assert_same_as_one_process(root, "torchrun")
+    assert "done: 3 batch folders, 30 images (30 ok, 0 failed)" in first[0][1]
+    assert not first[1][1].strip()  # one writer of the combined files and of the console: rank 0
+
+    again = run_nodes(batches, cwd=root, torchrun=True)  # resume (the default): every folder finished
+    assert again[0][1].count("done earlier") == 3
+    assert_same_as_one_process(root, "torchrun")
+
+    redone = run_nodes([*batches, "--resume", "False"], cwd=root, torchrun=True)  # the earlier run replaced
+    assert "done earlier" not in redone[0][1]
+    assert redone[0][1].count(" images (10 ok, 0 failed) in ") == 3
+    assert_same_as_one_process(root, "torchrun")
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_job_ends_the_job_with_one_line_and_the_same_command_finishes_it(work):
+    root, checkpoint = work
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "lost", *ON_CPU]
+    nodes = start_nodes(batches, cwd=root)
+    first_folder_done = root / "lost" / "inference_results_batch_01" / ".journal" / "finished.json"
+    deadline = time.monotonic() + 300
+    while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
+        time.sleep(0.2)
+    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    os.killpg(nodes[1].pid, signal.SIGKILL)  # node 1 and everything it started, partway through the job
+    killed = time.monotonic()
+    (status, _, err), _ = finish(nodes)
+    assert time.monotonic() - killed < 180  # noticed, not hung
+    assert status == 4, err[-3000:]
+    assert err.strip().startswith("error: rank 1 (node 1) stopped answering") and err.strip().count("\n") == 0, err
+    assert "run the same command on every node to finish the job" in err
+    assert not (root / "lost" / "all_batches.csv").exists()  # nothing claims the job complete
+
+    rerun = run_nodes(batches, cwd=root)
+    assert "[1/3] batch_01: done earlier" in rerun[0][1]
+    assert_same_as_one_process(root, "lost")
