@@ -150,9 +150,10 @@ class BatchRun:
             self._load_folder(index, job, shared)
         decided = decided_on_rank_zero(self.strategy, self._read_folders)
         for job, (paths, finished) in zip(self.jobs, decided, strict=True):
-            job.datamodule.relative_paths = paths
             job.finished = finished
-            self._plan_folder(job)
+            if job.plan is None:  # another rank's: rank 0 listed and planned the folder
+                job.datamodule.relative_paths = paths
+                self._plan_folder(job)
         _say(f"{len(self.jobs)} batch folders, {self.total_images} images -> {self.output_root.resolve()}"
              f" (resume {'on: finished folders and images are skipped' if self.resume else 'off: everything is redone'})")
 

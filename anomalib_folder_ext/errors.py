@@ -67,25 +67,34 @@ def one_line_message(exc: BaseException) -> str | None:
     return None
 
 
+def said_in_one_line(exc: BaseException, input_errors: bool = True) -> int | None:
+    """Say in one line why the run stops, for a lost rank or (``input_errors``) a user's input
+    error; the exit status. ``None``: neither (a bug keeps its traceback)."""
+    # A rank of the job is gone: whatever failed here, that is why. (Its watch exists only where
+    # the module was imported; importing it here would change how Python exits on Ctrl-C.)
+    liveness = sys.modules.get("anomalib_folder_ext.liveness")
+    if liveness is not None and liveness.lost_rank(exc) is not None:
+        liveness.say_lost()
+        return liveness.EXIT_RANK_LOST
+    message = one_line_message(exc) if input_errors else None
+    if message is None:
+        return None
+    if not getattr(exc, "quiet", False):  # rank 0's refusal: each node's first rank says it
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
+
+
 def _one_line_hook(previous):  # noqa: ANN001, ANN202
     def hook(exc_type, exc, tb):  # noqa: ANN001, ANN202
-        # A rank of the job is gone: whatever failed here, that is why. (Its watch exists only where
-        # the module was imported; importing it here would change how Python exits on Ctrl-C.)
-        liveness = sys.modules.get("anomalib_folder_ext.liveness")
-        if liveness is not None and liveness.lost_rank(exc) is not None:
-            liveness.say_lost()
-            exit_now(liveness.EXIT_RANK_LOST)
-        if issubclass(exc_type, KeyboardInterrupt) and not os.environ.get("ANOMALIB_FOLDER_TRACEBACK"):
+        tracebacks = bool(os.environ.get("ANOMALIB_FOLDER_TRACEBACK"))
+        status = said_in_one_line(exc, input_errors=not tracebacks)
+        if status is not None:
+            exit_now(status)
+        elif issubclass(exc_type, KeyboardInterrupt) and not tracebacks:
             # In a predict loop the writer reports what finished itself; this is Ctrl-C outside one.
             print("interrupted: finished images are kept; run again with --resume True to continue", file=sys.stderr)
-            return
-        message = None if os.environ.get("ANOMALIB_FOLDER_TRACEBACK") else one_line_message(exc)
-        if message is None:
-            previous(exc_type, exc, tb)
         else:
-            if not getattr(exc, "quiet", False):  # rank 0's refusal: each node's first rank says it
-                print(f"error: {message}", file=sys.stderr)
-            exit_now(EXIT_INPUT_ERROR)
+            previous(exc_type, exc, tb)
 
     hook.anomalib_folder_ext = True
     return hook

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import sys
-
 
 def prepare_anomalib() -> None:
     """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors.
@@ -43,20 +41,14 @@ def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: boo
 def one_line_errors(run, *args) -> int:  # noqa: ANN001
     """Run anomalib; an input error found once it started (a checkpoint that does not fit, a folder's
     override, a full disk) is one ``error:`` line and exit status 2, like the checks before it."""
-    from anomalib_folder_ext import liveness
-    from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, one_line_message
+    from anomalib_folder_ext.errors import said_in_one_line
 
     try:
         status = run(*args)
     except Exception as exc:
-        if liveness.lost_rank(exc) is not None:  # a rank of the job is gone: whatever failed here, that is why
-            liveness.say_lost()
-            return liveness.EXIT_RANK_LOST
-        message = one_line_message(exc)
-        if message is None:
+        said = said_in_one_line(exc)
+        if said is None:
             raise
-        if not getattr(exc, "quiet", False):  # rank 0's refusal: each node's first rank says it
-            print(f"error: {message}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return said
     return status or 0
 

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from anomalib_folder_ext.ranks import distributed, node_of, speaks_for_node
+
 BEAT_S = 5.0
 LOST_AFTER_S = 60.0  # default; ANOMALIB_FOLDER_LOST_AFTER=<seconds> to change it
 LOST_AFTER_ENV = "ANOMALIB_FOLDER_LOST_AFTER"
@@ -98,9 +100,6 @@ class Watch:
     def _beat(self) -> None:
         self.store.add(f"beat/{self.rank}", 1)
 
-    def _node(self, rank: int) -> int:
-        return rank // max(self.ranks_per_node, 1)
-
     def _run(self) -> None:
         seen: dict[int, tuple[int, float]] = {}
         finished: set[int] = set()
@@ -123,13 +122,13 @@ class Watch:
             if self.store.add(f"done/{rank}", 0):
                 finished.add(rank)
             elif self.store.add(f"left/{rank}", 0):
-                return Lost(rank, self._node(rank), "ended before its part of the job was done (its console says why)",
+                return Lost(rank, node_of(rank, self.ranks_per_node), "ended before its part of the job was done (its console says why)",
                             left=True)
             else:
                 counts[rank] = self.store.add(f"beat/{rank}", 0)
         for rank, silence in silent_for(seen, counts, time.monotonic()).items():
             if silence > self.lost_after:
-                return Lost(rank, self._node(rank), f"stopped answering {silence:.0f} s ago (its process or machine is gone)")
+                return Lost(rank, node_of(rank, self.ranks_per_node), f"stopped answering {silence:.0f} s ago (its process or machine is gone)")
         return None
 
     def _end(self, lost: Lost) -> None:
@@ -205,10 +204,9 @@ def watch(strategy: object, rerun: str) -> None:
     ``rerun``: what the line of a lost rank tells the user to run, e.g. "the same command".
     """
     global _WATCH  # noqa: PLW0603 - one watch per process
-    import torch.distributed as dist
-
-    if _WATCH is not None or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+    if _WATCH is not None or not distributed(strategy):
         return
+    import torch.distributed as dist
     from torch.distributed import PrefixStore, TCPStore
 
     lost_after = lost_after_s()
@@ -226,7 +224,7 @@ def watch(strategy: object, rerun: str) -> None:
     store = PrefixStore(f"anomalib_folder_ext/liveness/{attempt}/", client)
     ranks_per_node = max(dist.get_world_size() // max(getattr(strategy, "num_nodes", 1), 1), 1)
     _WATCH = Watch(store, dist.get_rank(), dist.get_world_size(), ranks_per_node,
-                   speaks=getattr(strategy, "local_rank", 0) == 0, rerun=rerun, lost_after=lost_after)
+                   speaks=speaks_for_node(strategy), rerun=rerun, lost_after=lost_after)
     _WATCH.start()
 
 
