@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run_demo(options: argparse.Namespace) -> int:
     import os
 
+    from anomalib_folder_ext.console import quiet_dependencies
+
+    quiet_dependencies()  # before anomalib's imports warn
     from anomalib_folder_ext import demo
 
     root = (options.dir or demo.default_demo_dir()).resolve()

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 VERBOSE_ENV = "ANOMALIB_FOLDER_VERBOSE"
 # Set by ``anomalib-folder`` to the subcommand it runs, so a message names the flag that works there.
@@ -50,6 +52,26 @@ def quiet_dependencies() -> None:
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
     _one_root_handler()
+
+
+@contextmanager
+def quiet_training() -> Iterator[None]:
+    """The demo's short fit without anomalib's and Lightning's notes about a fit (no logger, metrics
+    logged per step, modules in eval mode, the demo folder's dotted path taken for hidden files),
+    which its user cannot act on; the progress bars stay. Nothing changes when verbose."""
+    if verbose():
+        yield
+        return
+    quiet_dependencies()
+    anomalib_logger = logging.getLogger("anomalib")
+    level = anomalib_logger.level
+    anomalib_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        anomalib_logger.setLevel(level)
 
 
 def quiet_under_cli() -> None:

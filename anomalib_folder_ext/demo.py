@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalib_folder_ext.console import quiet_training
 from anomalib_folder_ext.summary import read_results
 
 DEMO_VERSION = 2
@@ -205,7 +206,7 @@ def train(root: Path) -> Path:
     os.environ["XDG_CACHE_HOME"] = str(cache_home)  # anomalib resolves its cache at call time
     write_random_teacher(cache_home)
     write_penalty_images(root / "penalty")
-    seed_everything(SEED, workers=True)
+    seed_everything(SEED, workers=True, verbose=False)
     if "OMP_NUM_THREADS" not in os.environ:  # torch takes that setting itself
         torch.set_num_threads(max(1, os.cpu_count() or 1))
 
@@ -230,8 +231,10 @@ def train(root: Path) -> Path:
         default_root_dir=root / "train_run",
         logger=False,
         enable_progress_bar=True,
+        enable_model_summary=False,
     )
-    engine.fit(model=model, datamodule=datamodule)
+    with quiet_training():
+        engine.fit(model=model, datamodule=datamodule)
     checkpoint = root / "model.ckpt"
     engine.trainer.save_checkpoint(checkpoint)
     return checkpoint
