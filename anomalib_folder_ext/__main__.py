@@ -1,5 +1,5 @@
 import sys
 
-from anomalib_folder_ext.cli import main
+from anomalib_folder_ext.cli.command import main
 
 sys.exit(main())

@@ -72,7 +72,7 @@ def said_in_one_line(exc: BaseException, input_errors: bool = True) -> int | Non
     error; the exit status. ``None``: neither (a bug keeps its traceback)."""
     # A rank of the job is gone: whatever failed here, that is why. (Its watch exists only where
     # the module was imported; importing it here would change how Python exits on Ctrl-C.)
-    liveness = sys.modules.get("anomalib_folder_ext.liveness")
+    liveness = sys.modules.get("anomalib_folder_ext.distributed.liveness")
     if liveness is not None and liveness.lost_rank(exc) is not None:
         liveness.say_lost()
         return liveness.EXIT_RANK_LOST

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
 from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
 from anomalib_folder_ext.errors import InputError
-
-if TYPE_CHECKING:  # numpy comes with it: not for every command's start
-    from anomalib_folder_ext.runplan import OutputNames
 
 
 class _Choice(str, Enum):
@@ -66,8 +62,8 @@ class WriterOptions:
 
     Example:
         >>> options = WriterOptions(save_as_image=False, normalization="fixed", vmin=0.0, vmax=2.0)
-        >>> options.normalization_text(), options.output_names(["a.png"]).files("a.png")["npy"]
-        ('fixed 0 2', 'a_anomaly.npy')
+        >>> options.normalization_text(), options.outputs_text()
+        ('fixed 0 2', 'npy')
         >>> WriterOptions(map_size="huge")
         Traceback (most recent call last):
         ...
@@ -128,9 +124,7 @@ class WriterOptions:
         if problem:
             raise InputError(problem)
         if self.with_levels:
-            from anomalib_folder_ext.artifacts import colormap_lut
-
-            colormap_lut(self.colormap)  # an unknown name: one line now, not after the model loaded
+            known_colormap(self.colormap)  # an unknown name: one line now, not after the model loaded
 
     @property
     def with_levels(self) -> bool:
@@ -140,32 +134,6 @@ class WriterOptions:
     def configured(self, **changes: object) -> WriterOptions:
         """These options with ``changes``, checked again."""
         return replace(self, **changes)
-
-    def output_names(self, names: list[str]) -> OutputNames:
-        """The files each image gets under these options."""
-        from anomalib_folder_ext.runplan import OutputNames
-
-        return OutputNames.for_images(names, self.save_as_npy, self.save_as_image,
-                                      self.overlay_format.value if self.save_overlay else None)
-
-    def settings(self, checkpoint: str | Path | None, precision: str, backend: str | None = None) -> dict:
-        """What decides the files' content: an output dir resumes only under the same settings.
-
-        The checkpoint counts by its content (SHA-256): new weights saved over the old file are
-        another model, and a checkpoint moved elsewhere is the same one. ``backend``: the runtime
-        of an exported model (``checkpoint`` is then its graph file).
-        """
-        from anomalib_folder_ext.checkpoint import content_digest
-
-        return {
-            "checkpoint": content_digest(checkpoint) if checkpoint else None,
-            "precision": f"{precision} on {backend}" if backend else str(precision),
-            "npy": self.save_as_npy,
-            "png": self.colormap if self.save_as_image else False,
-            "overlay": f"{self.overlay_format.value} {self.overlay_alpha:g}" if self.save_overlay else False,
-            "normalization": self.normalization_text(),
-            "map_size": self.map_size.value,
-        }
 
     def normalization_text(self) -> str:
         if self.normalization is Normalization.fixed:
@@ -177,6 +145,17 @@ class WriterOptions:
         kinds = [("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image),
                  (f"overlay ({self.overlay_format.value}, alpha {self.overlay_alpha:g})", self.save_overlay)]
         return ", ".join(name for name, on in kinds if on) or "summary only"
+
+
+def known_colormap(name: str) -> object:
+    """The matplotlib colormap ``name``; an unknown name is an :class:`InputError` naming it."""
+    import matplotlib as mpl  # imported lazily: only runs that write PNGs pay for it
+
+    try:
+        return mpl.colormaps[name]
+    except KeyError:
+        msg = f"unknown colormap {name!r}; use a matplotlib colormap name such as jet, viridis, inferno"
+        raise InputError(msg) from None
 
 
 def option_docs() -> dict[str, str]:

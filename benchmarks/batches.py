@@ -73,7 +73,7 @@ def measure(options: argparse.Namespace, work: Path) -> None:
     os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
     print(f"benchmark dir: {work}", flush=True)
 
-    from anomalib_folder_ext.demo import calibrated_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
     source = work / "source"
     make_folder(source, options.folders * options.images)

@@ -85,7 +85,7 @@ def finished_record(output_dir: Path) -> dict:
     ``loop_s`` (first batch to last file written, the slowest rank), ``startup_s`` (rank 0's process
     start to first batch, or ``None``), and per rank in ``ranks``: ``host_mib``, ``gpu_mib`` (peak
     memory; ``None`` off a GPU). A run that exited 0 without one stops the benchmark."""
-    from anomalib_folder_ext.journal import read_finished
+    from anomalib_folder_ext.outputs.journal import read_finished
 
     record = read_finished(output_dir)
     if record is None:
@@ -222,7 +222,7 @@ def bare_model(
 
 def map_error(reference: Path, other: Path) -> tuple[float, float, int]:
     """Max |normalised map difference|, max relative score difference, and how many images were compared."""
-    from anomalib_folder_ext.summary import read_results
+    from anomalib_folder_ext.outputs.summary import read_results
 
     expected = {row["image"]: row for row in read_results(reference)}
     actual = {row["image"]: row for row in read_results(other)}

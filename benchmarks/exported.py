@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def bare_exported(model_dir: Path, precision: str, batch: int, batches: int) -> float:
     """The exported graph alone on its runtime, compiled as a run compiles it."""
-    from anomalib_folder_ext.exportedmodel import ExportedModel
-    from anomalib_folder_ext.runtimes import default_threads
+    from anomalib_folder_ext.models.exportedmodel import ExportedModel
+    from anomalib_folder_ext.models.runtimes import default_threads
 
     model = ExportedModel(str(model_dir))
     model.runtime.compile(precision, default_threads())
@@ -51,7 +51,7 @@ def demo_auroc(demo: Path, model: str, precision: str, work: Path, bench: Bench)
     """Image and pixel AUROC of a run on the demo folder (its painted defects and their masks)."""
     import subprocess
 
-    from anomalib_folder_ext.demo import build, evaluate
+    from anomalib_folder_ext.tools.demo import build, evaluate
 
     assets = build(demo)
     out = work / f"demo_{Path(model).name}_{precision}"
@@ -85,8 +85,8 @@ def main() -> int:
     for name, count in (("small", options.small), ("large", options.large), ("calibration", options.calibration)):
         folders[name] = work / f"{name}_{count}"
         link_subset(images, folders[name], count)
-    from anomalib_folder_ext.demo import calibrated_checkpoint
-    from anomalib_folder_ext.export import Parity, export_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
+    from anomalib_folder_ext.run.export import Parity, export_checkpoint
 
     calibration = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(images.iterdir())[:8]]
     checkpoint = options.demo / "model.ckpt" if options.demo else calibrated_checkpoint(work / "model.ckpt", calibration)

@@ -50,7 +50,7 @@ CEILING_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
 
 def check_outputs(out: Path, images: int, size: tuple[int, int] = (256, 256)) -> list[str]:
     """One CSV row, one float32 NPY in [0, 1] (sampled) and one PNG per image."""
-    from anomalib_folder_ext.summary import read_results
+    from anomalib_folder_ext.outputs.summary import read_results
 
     problems = []
     rows = read_results(out) if (out / "results.csv").exists() else []
@@ -137,7 +137,7 @@ def main() -> int:
         make_folder(jpegs, options.jpegs, size=1024, fmt="JPEG")
     from PIL import Image
 
-    from anomalib_folder_ext.demo import calibrated_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
     calibration = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(pngs.iterdir())[:8]]
     checkpoint = calibrated_checkpoint(work / "model.ckpt", calibration)

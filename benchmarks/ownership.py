@@ -38,11 +38,11 @@ from pathlib import Path
 
 from common import print_table
 
-from anomalib_folder_ext import journal, outputdir
-from anomalib_folder_ext.checkpoint import content_digest
-from anomalib_folder_ext.owned import OwnedDir
-from anomalib_folder_ext.runplan import OutputNames
-from anomalib_folder_ext.summary import CSV_NAME, ImageResult, csv_text
+from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.models.checkpoint import content_digest
+from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.runplan import OutputNames
+from anomalib_folder_ext.outputs.summary import CSV_NAME, ImageResult, csv_text
 
 
 def best(repeats: int, action: Callable[[], object]) -> float:

@@ -63,7 +63,7 @@ from common import (
 )
 from PIL import Image
 
-from anomalib_folder_ext import runinfo
+from anomalib_folder_ext.callbacks import runinfo
 
 TRIVIAL_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
 DISTINCT_IMAGES = 64
@@ -188,7 +188,7 @@ def drop_bulk_outputs(results: Path) -> None:
 
 
 def memory_runs(work: Path, sizes: list[int], batch_size: int, interval: float, keep: bool) -> list[TreeRun]:
-    from anomalib_folder_ext.demo import calibrated_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
     started = time.perf_counter()
     source = work / "distinct"
@@ -271,7 +271,7 @@ class Discovery:
 
 
 def time_discovery(work: Path, count: int, repeats: int) -> list[Discovery]:
-    from anomalib_folder_ext.discover import list_folder_images
+    from anomalib_folder_ext.images.discover import list_folder_images
 
     rows = []
     for layout, subfolders, recursive in (("flat", 0, False), ("100 sub-folders, recursive=True", 100, True)):

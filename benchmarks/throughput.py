@@ -82,8 +82,8 @@ def png_levels(maps: list[np.ndarray], levels: tuple[int, ...] = (0, 1, 3, 6, 9)
     """Per zlib level: ms and KB per image for the palette PNG we write and for an RGB PNG of the same colours."""
     import torch
 
-    from anomalib_folder_ext import artifacts
-    from anomalib_folder_ext.maps import process_maps
+    from anomalib_folder_ext.outputs import artifacts
+    from anomalib_folder_ext.outputs.maps import process_maps
 
     lut = artifacts.colormap_lut("jet")
     quantized = [process_maps(torch.from_numpy(m)).levels[0].numpy() for m in maps]
@@ -133,7 +133,7 @@ def main() -> int:
                         ("io_small", options.io_small), ("io_large", options.io_large)):
         folders[name] = work / f"{name}_{count}"
         link_subset(images, folders[name], count)
-    from anomalib_folder_ext.demo import calibrated_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
     calibration = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(images.iterdir())[:8]]
     checkpoint = calibrated_checkpoint(work / "model.ckpt", calibration)

@@ -57,7 +57,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from filelock import FileLock
 
-    from anomalib_folder_ext.demo import calibrated_checkpoint
+    from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -143,7 +143,8 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
     import io
     import subprocess
 
-    from anomalib_folder_ext import cli, launch
+    from anomalib_folder_ext.cli import command as cli
+    from anomalib_folder_ext.run import launch
 
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     stdout, stderr = io.StringIO(), io.StringIO()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_folder_ext import artifacts
+from anomalib_folder_ext.outputs import artifacts
 
 
 def stems(names):
@@ -85,7 +85,7 @@ def test_ensure_writable_names_the_folder(tmp_path):
 
 
 def test_overlay_blends_the_colour_mapped_map_over_the_image_at_the_maps_size():
-    from anomalib_folder_ext.artifacts import blend_overlay, colormap_lut
+    from anomalib_folder_ext.outputs.artifacts import blend_overlay, colormap_lut
 
     lut = colormap_lut("jet")
     image = np.full((40, 60, 3), 200, dtype=np.uint8)

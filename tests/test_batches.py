@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalib_folder_ext.summary import read_results
+from anomalib_folder_ext.outputs.summary import read_results
 from conftest import REPO, command_env, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow

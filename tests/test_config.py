@@ -82,8 +82,8 @@ def test_command_line_overrides_win_over_files(capsys):
 
 def test_anomalib_folder_translates_to_the_same_config(checkpoint, capsys):
     """No second pipeline: the old flags resolve to exactly the YAML route's config."""
-    from anomalib_folder_ext.checkpoint import read_checkpoint
-    from anomalib_folder_ext.cli import anomalib_predict_args, build_parser
+    from anomalib_folder_ext.models.checkpoint import read_checkpoint
+    from anomalib_folder_ext.cli.command import anomalib_predict_args, build_parser
 
     options = build_parser().parse_args(
         ["predict", "--model_path", str(checkpoint), "--folder_path", "/data/batch_01", "--output_dir", "out",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anomalib_folder_ext.data import FolderDataModule, FolderImageDataset
+from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageDataset
 from conftest import write_images
 
 
@@ -65,7 +65,7 @@ def test_a_broken_file_is_a_black_image_with_its_error(tmp_path):
 
 def test_metadata_stays_on_the_host():
     """Lightning moves tensors to the device; sizes and names are lists, so reading them never syncs."""
-    from anomalib_folder_ext.data import FolderImageBatch
+    from anomalib_folder_ext.data.datamodule import FolderImageBatch
 
     batch = FolderImageBatch(image=torch.zeros(1, 3, 4, 4, dtype=torch.uint8), original_size=[(4, 4)],
                              relative_path=["a.png"], error=[""])
@@ -77,7 +77,7 @@ def test_the_loaders_pinning_thread_pins_the_image(monkeypatch):
     """torch's pin_memory() helper finds the batch's own pin_memory (CUDA runs only; faked here)."""
     from torch.utils.data._utils.pin_memory import pin_memory
 
-    from anomalib_folder_ext.data import FolderImageBatch
+    from anomalib_folder_ext.data.datamodule import FolderImageBatch
 
     pinned = []
 

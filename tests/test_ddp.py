@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalib_folder_ext.data import FolderShardSampler
+from anomalib_folder_ext.data.datamodule import FolderShardSampler
 from conftest import REPO, run_cli, write_images
 
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def predict(checkpoint: Path, folder: Path, cwd: Path, *extra: str, timeout: int
 
 
 def rows(output_dir: Path) -> list[dict[str, str]]:
-    from anomalib_folder_ext.summary import read_results
+    from anomalib_folder_ext.outputs.summary import read_results
 
     return read_results(output_dir)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_folder_ext import demo
-from anomalib_folder_ext.summary import read_results
+from anomalib_folder_ext.tools import demo
+from anomalib_folder_ext.outputs.summary import read_results
 from conftest import REPO, run_cli, run_here
 
 
@@ -51,8 +51,8 @@ def test_evaluate_recovers_raw_maps_from_npy_and_csv(tmp_path):
     """Pixels are compared on raw values rebuilt from the files, not on per-image 0-1 maps."""
     import torch
 
-    from anomalib_folder_ext.maps import process_maps
-    from anomalib_folder_ext.summary import ImageResult, csv_text
+    from anomalib_folder_ext.outputs.maps import process_maps
+    from anomalib_folder_ext.outputs.summary import ImageResult, csv_text
 
     masks, rows = tmp_path / "masks", []
     masks.mkdir()

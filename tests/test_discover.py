@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalib_folder_ext.discover import discover_images, natural_key, normalize_extensions
+from anomalib_folder_ext.images.discover import discover_images, natural_key, normalize_extensions
 
 
 def touch(root: Path, *names: str) -> None:
@@ -51,7 +51,7 @@ def test_natural_key_compares_folders_part_by_part():
 
 
 def test_list_folder_images_never_reads_back_the_output_dir(tmp_path):
-    from anomalib_folder_ext.discover import list_folder_images
+    from anomalib_folder_ext.images.discover import list_folder_images
 
     touch(tmp_path, "a.png", "sub/b.png", "results/a_anomaly.png")
     found = list_folder_images(tmp_path, recursive=True, exclude=tmp_path / "results")
@@ -68,7 +68,7 @@ def test_list_folder_images_never_reads_back_the_output_dir(tmp_path):
     ids=["missing", "a-file", "no-images"],
 )
 def test_list_folder_images_errors_name_the_folder(tmp_path, setup, message):
-    from anomalib_folder_ext.discover import list_folder_images
+    from anomalib_folder_ext.images.discover import list_folder_images
     from anomalib_folder_ext.errors import FolderInputError
 
     folder = setup(tmp_path)

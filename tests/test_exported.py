@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anomalib_folder_ext.summary import read_results
+from anomalib_folder_ext.outputs.summary import read_results
 from conftest import REPO, run_cli, run_here, write_images
 
 # Several sizes: one folder is predicted as mixed-size batches (resized on the host), another as
@@ -64,7 +64,7 @@ def test_export_checks_itself_and_says_where_the_model_is(work, checkpoint):
     assert difference and float(difference.group(1)) <= PARITY, lines
     assert lines[-1].startswith("export_ov/: OpenVINO IR (fp32) of efficient_ad.ckpt — export.json, model.bin, model.xml")
     metadata = json.loads((root / "export_ov" / "export.json").read_text())
-    from anomalib_folder_ext.checkpoint import content_digest
+    from anomalib_folder_ext.models.checkpoint import content_digest
 
     assert metadata["checkpoint"]["sha256"] == content_digest(checkpoint) and metadata["input_size"] == [256, 256]
     assert metadata["parity"]["map_difference"] <= PARITY and metadata["versions"]["openvino"]
@@ -87,7 +87,7 @@ def test_openvino_fp32_gives_the_checkpoints_maps_scores_and_labels(work, folder
 @pytest.mark.slow
 def test_onnx_runs_from_anomalibs_own_predict_with_the_shipped_config(work, checkpoint):
     root, _ = work
-    from anomalib_folder_ext.export import export_checkpoint
+    from anomalib_folder_ext.run.export import export_checkpoint
 
     graph, parity = export_checkpoint(checkpoint, "onnx", root / "export_onnx")
     assert graph.name == "model.onnx" and parity.map_difference <= PARITY

@@ -57,7 +57,7 @@ def assert_refused(result, *fragments: str) -> None:
 
 
 def rows_of(out: Path) -> dict[str, dict[str, str]]:
-    from anomalib_folder_ext.summary import read_results
+    from anomalib_folder_ext.outputs.summary import read_results
 
     return {row["image"]: row for row in read_results(out)}
 

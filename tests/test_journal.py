@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from anomalib_folder_ext import journal
-from anomalib_folder_ext.owned import OwnedDir
-from anomalib_folder_ext.runplan import OutputNames
-from anomalib_folder_ext.summary import (
+from anomalib_folder_ext.outputs import journal
+from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.runplan import OutputNames
+from anomalib_folder_ext.outputs.summary import (
     BatchReport, ImageResult, combined_csv_text, combined_summary_text, csv_text, row_from_csv,
 )
 

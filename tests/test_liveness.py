@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from anomalib_folder_ext.liveness import Lost, Watch, lost_after_s
+from anomalib_folder_ext.distributed.liveness import Lost, Watch, lost_after_s
 
 
 class Recorded(Watch):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_folder_ext.maps import STAT_NAMES, minmax_normalize, process_maps, quantize
-from anomalib_folder_ext.transfer import HostCopy, pack, unpack
+from anomalib_folder_ext.outputs.maps import STAT_NAMES, minmax_normalize, process_maps, quantize
+from anomalib_folder_ext.callbacks.transfer import HostCopy, pack, unpack
 
 
 def numpy_reference(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
@@ -100,7 +100,7 @@ def test_host_copy_from_cuda_lands_in_pinned_memory():
 
 
 def test_fixed_range_scales_every_map_alike_and_clips():
-    from anomalib_folder_ext.maps import fixed_range
+    from anomalib_folder_ext.outputs.maps import fixed_range
 
     raw = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.5]]])
     batch = process_maps(raw, normalize=fixed_range(1.0, 2.0))
@@ -117,7 +117,7 @@ def test_model_normalization_is_anomalibs_own_pixel_normalization():
     from anomalib.data import InferenceBatch
     from anomalib.post_processing import PostProcessor
 
-    from anomalib_folder_ext.scoring import map_normalizer
+    from anomalib_folder_ext.callbacks.scoring import map_normalizer
 
     post = PostProcessor()
     post.pixel_min.fill_(-0.5)
@@ -136,9 +136,9 @@ def test_model_normalization_without_pixel_statistics_is_refused_in_words():
 
     from anomalib.post_processing import PostProcessor
 
-    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+    from anomalib_folder_ext.callbacks.writer import AnomalyMapWriter
     from anomalib_folder_ext.errors import InputError
-    from anomalib_folder_ext.scoring import map_normalizer
+    from anomalib_folder_ext.callbacks.scoring import map_normalizer
 
     with pytest.raises(InputError, match="no pixel statistics"):
         map_normalizer(SimpleNamespace(post_processor=PostProcessor()), "model", None, None)
@@ -149,7 +149,7 @@ def test_model_normalization_without_pixel_statistics_is_refused_in_words():
 def test_original_size_maps_are_bilinear_resizes_of_the_normalized_map():
     import torch.nn.functional as F  # noqa: N812
 
-    from anomalib_folder_ext.maps import image_map
+    from anomalib_folder_ext.outputs.maps import image_map
 
     rng = np.random.default_rng(2)
     raw = torch.from_numpy(rng.random((3, 1, 16, 16)).astype(np.float32))

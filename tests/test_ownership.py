@@ -18,17 +18,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_folder_ext import journal, outputdir, split
-from anomalib_folder_ext.outputroot import check_output_root
-from anomalib_folder_ext.checkpoint import content_digest
-from anomalib_folder_ext.data import scheduled_indices
-from anomalib_folder_ext.decode import decode_image
-from anomalib_folder_ext.discover import list_folder_images
+from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.tools import split
+from anomalib_folder_ext.outputs.outputroot import check_output_root
+from anomalib_folder_ext.models.checkpoint import content_digest
+from anomalib_folder_ext.data.datamodule import scheduled_indices
+from anomalib_folder_ext.images.decode import decode_image
+from anomalib_folder_ext.images.discover import list_folder_images
 from anomalib_folder_ext.errors import FolderInputError, OutputDirError
-from anomalib_folder_ext.owned import OwnedDir, temporary_name
-from anomalib_folder_ext.report import file_href, html_text
-from anomalib_folder_ext.runplan import OutputNames
-from anomalib_folder_ext.summary import ImageResult, csv_text, parse_results
+from anomalib_folder_ext.outputs.owned import OwnedDir, temporary_name
+from anomalib_folder_ext.outputs.report import file_href, html_text
+from anomalib_folder_ext.outputs.runplan import OutputNames
+from anomalib_folder_ext.outputs.runplan import OutputNames
+from anomalib_folder_ext.outputs.summary import ImageResult, csv_text, parse_results
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -246,7 +248,7 @@ def test_rank_0_prepares_the_output_dir_and_the_other_ranks_join_it_writing_noth
     """Rank 0 alone reads the dir and decides (the other ranks get its plan), then makes it ready;
     a rank that joins afterwards only opens it: no rank judges a half-made dir."""
     from anomalib_folder_ext.options import WriterOptions
-    from anomalib_folder_ext.rundir import RunDirectory
+    from anomalib_folder_ext.outputs.rundir import RunDirectory
 
     monkeypatch.setenv("MASTER_PORT", "29500")  # the one lock token of a DDP run
     out, folder = tmp_path / "out", tmp_path / "in"
@@ -254,7 +256,7 @@ def test_rank_0_prepares_the_output_dir_and_the_other_ranks_join_it_writing_noth
     for name in ("a.png", "b.png"):
         (folder / name).write_bytes(name.encode())
     options = WriterOptions(save_as_image=False, resume=True)
-    outputs = options.output_names(["a.png", "b.png"])
+    outputs = OutputNames.for_options(options, ["a.png", "b.png"])
 
     def rank() -> RunDirectory:
         return RunDirectory(out, folder, outputs, options, world_size=2)
@@ -315,7 +317,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_guarded_and_read_back_exactly():
 def test_report_links_are_relative_and_url_encoded_whatever_the_name():
     row = ImageResult("javascript:alert(1);x.png", npy="javascript:alert(1);x_anomaly.npy",
                       png="a #1?_anomaly.png", score=1.0, pred_score=0.5)
-    from anomalib_folder_ext.report import ReportItem
+    from anomalib_folder_ext.outputs.report import ReportItem
 
     page = html_text("t", {}, [row], [ReportItem(row, None, None)])
     hrefs = re.findall(r'href="([^"]*)"', page)
@@ -379,7 +381,7 @@ def test_a_move_to_another_file_system_killed_after_its_copy_is_finished_by_a_re
 
 # -- numbers and unusual pixels -------------------------------------------------------------------------
 def test_numbers_must_be_finite_and_vmin_vmax_need_fixed(capsys):
-    from anomalib_folder_ext.cli import main
+    from anomalib_folder_ext.cli.command import main
 
     base = ["predict", "--model_path", "m.ckpt", "--folder_path", "x"]
     for extra, words in ((["--normalization", "fixed", "--vmin=-inf", "--vmax", "1"], "expected a finite number"),

@@ -20,7 +20,7 @@ EXPECTED_ORDER = ["a.jpg", "a.png", "img2.JPG", "img10.png", "scan.bmp", "wafer.
 
 
 def read_rows(output_dir: Path) -> list[dict[str, str]]:
-    from anomalib_folder_ext.summary import read_results
+    from anomalib_folder_ext.outputs.summary import read_results
 
     return read_results(output_dir)
 
@@ -134,8 +134,8 @@ def test_csv_rows_follow_the_folder_in_natural_order(yaml_run, reference_maps):
 
 
 def test_png_is_the_colormapped_npy(yaml_run):
-    from anomalib_folder_ext.artifacts import colormap_lut, colorize
-    from anomalib_folder_ext.maps import quantize
+    from anomalib_folder_ext.outputs.artifacts import colormap_lut, colorize
+    from anomalib_folder_ext.outputs.maps import quantize
 
     _, _, output_dir, _ = yaml_run
     for row in read_rows(output_dir):
@@ -226,7 +226,7 @@ def test_model_normalization_at_original_size_with_overlays(checkpoint, yaml_run
     from anomalib.post_processing import PostProcessor
     from PIL import Image
 
-    from anomalib_folder_ext.artifacts import colormap_lut
+    from anomalib_folder_ext.outputs.artifacts import colormap_lut
 
     _, folder, default_dir, _ = yaml_run
     output_dir = model_original_run

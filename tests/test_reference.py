@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from anomalib_folder_ext import reference
+from anomalib_folder_ext.cli import reference
 from anomalib_folder_ext.options import WriterOptions, option_defaults, option_docs
 
 from conftest import DOCS, REPO
@@ -24,7 +24,7 @@ def test_the_docs_tables_say_what_the_code_does(path):
     for name, table in reference.generated_blocks(text).items():
         assert table == reference.TABLES[name](), (
             f"{path.name}: the {name} table differs from the code; "
-            f"run: python -m anomalib_folder_ext.reference --write {path.relative_to(REPO)}")
+            f"run: python -m anomalib_folder_ext.cli.reference --write {path.relative_to(REPO)}")
 
 
 def test_a_changed_flag_is_noticed():
@@ -35,7 +35,7 @@ def test_a_changed_flag_is_noticed():
 
 
 def test_the_flag_table_lists_every_flag_of_the_parser():
-    from anomalib_folder_ext.cli import build_parser
+    from anomalib_folder_ext.cli.command import build_parser
 
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
     flags = {flag for action in predict._actions for flag in action.option_strings} - {"-h", "--help"}
@@ -45,7 +45,7 @@ def test_the_flag_table_lists_every_flag_of_the_parser():
 
 
 def test_the_writer_takes_every_option_with_its_default():
-    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+    from anomalib_folder_ext.callbacks.writer import AnomalyMapWriter
 
     parameters = inspect.signature(AnomalyMapWriter).parameters
     assert {name: parameter.default for name, parameter in parameters.items()} == option_defaults()
@@ -61,7 +61,7 @@ def test_every_option_has_a_doc():
 def test_the_writers_choices_are_the_options_enums():
     from typing import get_args, get_type_hints
 
-    from anomalib_folder_ext.callbacks import AnomalyMapWriter
+    from anomalib_folder_ext.callbacks.writer import AnomalyMapWriter
     from anomalib_folder_ext.options import (
         MapSize,
         Normalization,

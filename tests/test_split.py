@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anomalib_folder_ext.cli import main
-from anomalib_folder_ext.split import SplitError, read_plan, split_folder
+from anomalib_folder_ext.cli.command import main
+from anomalib_folder_ext.tools.split import SplitError, read_plan, split_folder
 from conftest import run_cli
 
 

@@ -2,7 +2,7 @@ import csv
 import io
 import math
 
-from anomalib_folder_ext.summary import CSV_COLUMNS, ImageResult, csv_text, most_anomalous, score_statistics, summary_text
+from anomalib_folder_ext.outputs.summary import CSV_COLUMNS, ImageResult, csv_text, most_anomalous, score_statistics, summary_text
 
 
 def rows():

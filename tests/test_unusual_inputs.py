@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_folder_ext import outputdir
-from anomalib_folder_ext.artifacts import OutputDirError, ensure_writable
-from anomalib_folder_ext.owned import OwnedDir
-from anomalib_folder_ext.data import FolderImageDataset, decode_image
-from anomalib_folder_ext.discover import list_folder_images
+from anomalib_folder_ext.outputs import outputdir
+from anomalib_folder_ext.outputs.artifacts import OutputDirError, ensure_writable
+from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.data.datamodule import FolderImageDataset, decode_image
+from anomalib_folder_ext.images.discover import list_folder_images
 from anomalib_folder_ext.errors import InputError, one_line_message
-from anomalib_folder_ext.summary import ImageResult, csv_text, summary_text
+from anomalib_folder_ext.outputs.summary import ImageResult, csv_text, summary_text
 
 RAMP16 = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
 
@@ -171,7 +171,7 @@ def test_16_mixed_on_a_cpu_is_reported_as_what_ran_and_what_was_asked():
     from jsonargparse import Namespace
     from lightning.pytorch.cli import SaveConfigCallback
 
-    from anomalib_folder_ext.runinfo import precision_text as _precision_text
+    from anomalib_folder_ext.callbacks.runinfo import precision_text as _precision_text
 
     asked = SaveConfigCallback(parser=None, config=Namespace(trainer=Namespace(precision="16-mixed")))
     assert _precision_text(SimpleNamespace(precision="bf16-mixed", callbacks=[asked])) == (

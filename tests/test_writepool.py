@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from anomalib_folder_ext.writepool import BatchWritePool
+from anomalib_folder_ext.callbacks.writepool import BatchWritePool
 
 
 def gated(value, gate: threading.Event, log: list):

@@ -1,0 +1,129 @@
+"""The end of one folder's run: every rank's rows merged on rank 0, then ``results.csv``, the text
+summary, the report, the finished record (``.journal/finished.json``, for tools) and the last line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lightning.pytorch import Trainer
+
+from anomalib_folder_ext.outputs import artifacts, journal, summary
+from anomalib_folder_ext.console import count, report_failures, say
+from anomalib_folder_ext.options import Normalization, WriterOptions
+from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.callbacks.runinfo import (
+    LoopClock,
+    RankReport,
+    gather_to_rank_zero,
+    peak_memory_mib,
+    precision_text,
+)
+from anomalib_folder_ext.outputs.runplan import RunPlan
+
+_NORMALIZATION_NOTES = {
+    Normalization.per_image: "per_image (each map by its own min and max: every map's max is 1)",
+    Normalization.model: "model (anomalib's pixel normalisation from the checkpoint: 0.5 = the model's pixel threshold; clipped)",
+    Normalization.fixed: "fixed (raw {options.vmin:g} -> 0, raw {options.vmax:g} -> 1; clipped)",
+}
+
+
+class FolderFinish:
+    """What the end of a folder's run needs to know; :meth:`run` is called on every rank."""
+
+    def __init__(self, options: WriterOptions, directory: OwnedDir, plan: RunPlan, checkpoint: str | None,
+                 announce: bool = True) -> None:
+        self.options, self.directory, self.plan = options, directory, plan
+        self.checkpoint, self.announce = checkpoint, announce
+
+    def run(self, trainer: Trainer, mine: dict[str, summary.ImageResult], clock: LoopClock) -> None:
+        """Gather every rank's rows on rank 0, which writes the files and says the last line.
+
+        Exits with status 3 when no image succeeded (:func:`~anomalib_folder_ext.console.report_failures`).
+        """
+        reports = gather_to_rank_zero(RankReport(list(mine.values()), clock.startup_s(), clock.loop_s(),
+                                                 *peak_memory_mib(trainer)))
+        if not trainer.is_global_zero:
+            return
+        merged = dict(self.plan.earlier)
+        merged.update((row.image, row) for report in reports for row in report.rows)
+        rows = [merged[name] for name in self.plan.names if name in merged]
+        predicted = sum(len(report.rows) for report in reports)
+        loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
+        parameters = self.parameters(trainer, rows, reports, predicted, loop_s)
+        self.directory.write(summary.CSV_NAME, summary.csv_text(rows).encode())
+        self.directory.write(summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.options.top_count).encode())
+        if self.options.report:
+            from anomalib_folder_ext.outputs.report import write_report
+
+            write_report(self.directory, trainer.datamodule.folder_path, rows, parameters,
+                         self.options.report_top_k, self.options.colormap, self.options.overlay_alpha)
+        journal.write_finished(self.directory, {
+            "settings": self.plan.settings,
+            "images": journal.names_digest(self.plan.names),
+            "count": len(rows),
+            "predicted": predicted,
+            "loop_s": round(loop_s, 3),
+            "startup_s": reports[0].startup_s,
+            "precision": str(trainer.precision),
+            "ranks": [report.record() for report in reports],
+        })
+        if self.announce:
+            progress = trainer.progress_bar_callback
+            if progress is not None:  # finish the bar first: the last line goes below it
+                progress.teardown(trainer, trainer.lightning_module, "predict")
+            say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report))
+
+    def parameters(self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport],
+                   predicted: int, loop_s: float) -> dict[str, object]:
+        """The summary's head: what ran, on what, and how it went."""
+        datamodule, options = trainer.datamodule, self.options
+        ok = sum(row.status == "ok" for row in rows)
+        dataset = datamodule.predict_data
+        startups = [f"{report.startup_s:.1f}" for report in reports if report.startup_s is not None]
+        per_rank = ", per rank" if len(reports) > 1 else ""
+        resumed = f"; {len(rows) - predicted} finished by an earlier run (resumed)" if len(rows) > predicted else ""
+        return {
+            "checkpoint": self.checkpoint or "(none: weights as instantiated)",
+            "folder": datamodule.folder_path.resolve(),
+            "output dir": self.directory.path.resolve(),
+            "image size (H, W)": dataset.image_size if dataset is not None else "",
+            "batch size": datamodule.batch_size,
+            "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
+            "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
+            "precision": precision_text(trainer),
+            "normalization": _NORMALIZATION_NOTES[options.normalization].format(options=options),
+            "map size": "each image's own size" if options.map_size.value == "original" else "the model's input size",
+            "outputs": options.outputs_text(),
+            "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed){resumed}",
+            "start-up": f"{' / '.join(startups)} s (process start to first batch{per_rank})" if startups else "n/a",
+            "predict loop": f"{loop_s:.2f} s (first batch to last file written)",
+            "throughput": f"{predicted / loop_s:.2f} images/s" if loop_s > 0 else "",
+            "peak memory": " / ".join(report.peak_memory for report in reports) + (f" ({per_rank[2:]})" if per_rank else ""),
+        }
+
+
+def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicted: int, loop_s: float,
+              report: bool) -> str:
+    """The run's last line: where the results are and what they hold; exit 3 when nothing succeeded."""
+    stats = summary.score_statistics(rows)
+    relative = os.path.relpath(output_dir)
+    shown = f"{Path(output_dir).resolve() if relative.startswith('..') else relative}/"
+    files = [summary.CSV_NAME, summary.SUMMARY_NAME] + (["report.html"] if report else [])
+    first = next((row for row in rows if row.status != "ok"), None)
+    status = report_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
+                             f"{artifacts.display_name(first.image)}: {first.error}" if first else "")
+    if status:
+        raise SystemExit(status)
+    parts = [f"{count(stats['images'])} images" + (f" ({count(stats['failed'])} failed)" if stats["failed"] else "")]
+    if any(row.pred_label is not None for row in rows):
+        parts.append(f"{count(stats['above_threshold'])} above threshold")
+    noted = sum(bool(row.note) for row in rows)
+    if noted:
+        parts.append(f"{count(noted)} with a note")
+    if predicted < len(rows):
+        parts.append(f"{count(len(rows) - predicted)} from the earlier run")
+    if predicted and loop_s > 0:
+        rate = predicted / loop_s
+        parts.append(f"{rate:.0f} images/s" if rate >= 10 else f"{rate:.2f} images/s")
+    return f"{shown}: {', '.join(parts)} \u2014 {', '.join(files)}"

@@ -1,0 +1,116 @@
+"""A batch's maps to files, on threads: encode NPY / PNG / overlay, write each atomically, journal its row.
+
+The predict loop never waits here: normalisation, statistics and the PNG's 8-bit levels are
+computed for the whole batch where the maps are (:mod:`maps`), the results start on their way to
+host memory (:class:`~anomalib_folder_ext.callbacks.transfer.HostCopy`), and a bounded thread pool
+(:class:`~anomalib_folder_ext.callbacks.writepool.BatchWritePool`) waits for them, encodes and writes. At most
+a few batches are in flight (back-pressure). Works without a Trainer.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from anomalib_folder_ext.outputs import artifacts, journal, maps
+from anomalib_folder_ext.images.decode import decode_rgb
+from anomalib_folder_ext.options import MapSize, WriterOptions
+from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.runplan import RunPlan
+from anomalib_folder_ext.outputs.summary import ImageResult
+from anomalib_folder_ext.callbacks.transfer import HostCopy
+from anomalib_folder_ext.callbacks.writepool import BatchWritePool
+
+
+class MapWriter:
+    """Writes the files of each predicted image of one folder, and keeps their rows.
+
+    ``journal``: where each finished row is recorded as soon as it is (resume trusts it).
+    ``rows`` holds this process's rows, by image name.
+    """
+
+    def __init__(self, options: WriterOptions, directory: OwnedDir, plan: RunPlan, folder: Path, batch_size: int,
+                 journal: journal.Journal, normalizer: maps.Normalizer) -> None:
+        self.options, self.directory, self.plan, self.folder = options, directory, plan, folder
+        self.journal, self.normalizer = journal, normalizer
+        self.lut = artifacts.colormap_lut(options.colormap) if options.with_levels else None
+        self.rows: dict[str, ImageResult] = {}
+        # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
+        max_batches = max(2, -(-4 * options.write_workers // max(batch_size, 1)))
+        self.pool: BatchWritePool[ImageResult] | None = BatchWritePool(options.write_workers, max_batches)
+
+    def submit(self, outputs: object, pred_scores: torch.Tensor | None, pred_labels: torch.Tensor | None) -> None:
+        """Queue the files of a predicted batch (a ``FolderImageBatch``) and journal what is finished now.
+
+        A resumed run predicts the batches of an uninterrupted run (the same maps, bit for bit);
+        the images of them an earlier run finished are not written again.
+        """
+        sizes = outputs.original_size if self.options.map_size is MapSize.original else None
+        computed = maps.process_maps(outputs.anomaly_map, self.options.with_levels, self.normalizer, sizes)
+        wanted = {"normalized": self.options.save_as_npy, "levels": self.options.with_levels}
+        tensors = {"stats": computed.stats}
+        tensors |= {name: t for name, t in computed.host_tensors().items() if wanted[name.split(".")[0]]}
+        if pred_scores is not None:
+            tensors["pred_score"] = pred_scores
+        if pred_labels is not None:
+            tensors["pred_label"] = pred_labels
+        copy = HostCopy(tensors)
+        size = len(outputs.relative_path)
+        items = zip(outputs.relative_path, outputs.original_size, outputs.error, outputs.note or [""] * size,
+                    outputs.source or [None] * size, strict=True)
+        jobs = [partial(self._write_one, copy, index, *item) for index, item in enumerate(items)
+                if item[0] not in self.plan.earlier]
+        self._keep(self.pool.submit(jobs))
+        self._keep(self.pool.collect_done())  # journal what is finished now, not a few batches later
+
+    def _write_one(
+        self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str,
+        source: tuple[int, int] | None,
+    ) -> ImageResult:
+        row = ImageResult(image=name, height=int(size[0]), width=int(size[1]), note=note, source=source)
+        if error:
+            row.status, row.error = "failed", error
+            return row
+        host = copy.wait()
+        row.score, row.raw_min, row.raw_mean, row.norm_mean = host["stats"][index].tolist()
+        if "pred_score" in host:
+            row.pred_score = float(host["pred_score"][index])
+        if "pred_label" in host:
+            row.pred_label = bool(host["pred_label"][index])
+        files = self.plan.outputs.files(name)
+        options = self.options
+        levels = maps.image_map(host, "levels", index).numpy() if options.with_levels else None
+        if options.save_as_npy:
+            row.npy = files["npy"]
+            self.directory.write(row.npy, artifacts.encode_npy(maps.image_map(host, "normalized", index).numpy()))
+        if options.save_as_image:
+            row.png = files["png"]
+            self.directory.write(row.png, artifacts.encode_png(levels, options.png_compress_level, palette=self.lut))
+        if options.save_overlay:
+            row.overlay = files["overlay"]
+            image = decode_rgb(self.folder / name, max_pixels=None)
+            overlay = artifacts.blend_overlay(image, levels, self.lut, options.overlay_alpha)
+            self.directory.write(row.overlay, artifacts.encode_overlay(overlay, options.overlay_format.value))
+        return row
+
+    def _keep(self, rows: list[ImageResult]) -> None:
+        self.rows.update((row.image, row) for row in rows)
+        self.journal.append(rows)
+
+    def drain(self) -> None:
+        """Wait for every queued file; a failed write is raised here, naming its file."""
+        if self.pool is not None:
+            self._keep(self.pool.drain())
+
+    def abandon(self) -> None:
+        """After a failure: keep (and journal) what finished, so a resumed run does not redo it."""
+        if self.pool is not None:
+            self._keep(self.pool.abandon())
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        self.journal.close()

@@ -1,0 +1,121 @@
+"""One run's hold on its output dir: checked, locked, made ready (resume or overwrite), released.
+
+Rank 0 alone reads the dir and decides (the checks, what resume keeps), then makes it ready;
+under DDP the other ranks receive its plan (:mod:`~anomalib_folder_ext.distributed.ranks`) and only then
+open the dir, so none of them judges a half-made dir or writes before rank 0's deletions are
+done. The checks themselves are :mod:`~anomalib_folder_ext.outputs.outputdir`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.outputs.artifacts import ensure_writable
+from anomalib_folder_ext.console import say
+from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing
+from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero
+from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan
+
+
+class RunDirectory:
+    """The output dir of one run, made in the writer's ``setup``, before the checkpoint's weights load.
+
+    Rank 0 (or the only rank) calls :meth:`prepare`: it reads first, so a refused run changes
+    nothing, then locks the dir and makes it ready. The other ranks call :meth:`join` once rank 0
+    has prepared it.
+    """
+
+    def __init__(self, output_dir: Path, folder: Path | None, outputs: OutputNames, options: WriterOptions,
+                 world_size: int = 1) -> None:
+        self.output_dir, self.folder, self.outputs, self.options = output_dir, folder, outputs, options
+        self.token = outputdir.run_token(world_size)
+        self.directory: OwnedDir | None = None  # every file of the run is written and deleted through it
+        self.lock: outputdir.OutputDirLock | None = None  # rank 0's
+        self.created = False
+        self.written: list[str] = []  # files written before the first map (taken back if the run fails then)
+        self.earlier: journal.JournalState | None = None  # what resume read (checked again if need be)
+
+    def prepare(self, settings: dict) -> RunPlan:
+        """Check the dir and plan the run, reading only; then lock it, record it as this tool's, and
+        replace the earlier run (``overwrite``) or clear its leftovers (resume)."""
+        options = self.options
+        found = outputdir.check_output_dir(self.output_dir, self.folder, self.outputs, options.resume or options.overwrite,
+                                           self.token, options.allow_other_files)
+        self.created = not self.output_dir.exists()
+        ensure_writable(self.output_dir, create=False)
+        plan, reuse = self._plan(settings)
+        self.directory = OwnedDir(self.output_dir, create=True)
+        self.lock = outputdir.OutputDirLock(self.directory, self.token)
+        self.lock.acquire()  # checks again: another run may have started since
+        self.keep(journal.write_owner(self.directory))
+        if self.earlier is None:
+            if found:
+                outputdir.remove_earlier_run(self.directory, self.outputs, protect=self.folder)
+            journal.reset(self.directory)
+        elif reuse is not None:
+            line = reuse.summary_line()
+            if line:
+                say(line, error=True)
+            outputdir.remove_temporaries(self.directory, self.outputs)
+        return plan
+
+    def _plan(self, settings: dict) -> tuple[RunPlan, journal.Reuse | None]:
+        """What this run keeps of an earlier one (resume); without resume, nothing."""
+        if not (self.options.resume and self.folder is not None):
+            return RunPlan(self.outputs, settings), None
+        self.earlier = journal.JournalState()
+        existing = open_existing(self.output_dir)
+        if existing is None:
+            return RunPlan(self.outputs, settings), None
+        with existing:
+            self.earlier = journal.read_journal(existing)
+            self.earlier.check(settings, self.output_dir)  # before anything is written
+            reuse = journal.reusable_rows(self.earlier, existing, self.outputs, self.folder)
+        return RunPlan(self.outputs, settings, reuse.complete), reuse
+
+    def join(self) -> None:
+        """Another rank's view of the dir rank 0 prepared: it writes its maps and journal through it."""
+        self.directory = OwnedDir(self.output_dir, create=True)
+
+    def open_on_every_rank(self, strategy: object, settings: dict) -> RunPlan:
+        """Rank 0 prepares the dir; every other rank waits for its plan (or its refusal), then joins."""
+        plan = decided_on_rank_zero(strategy, lambda: self.prepare(settings))
+        if self.directory is None:
+            self.join()
+        return plan
+
+    def check_settings(self, strategy: object, settings: dict) -> None:
+        """Resume's check again, on rank 0, for settings known only as the loop starts (a script's checkpoint)."""
+        decided_on_rank_zero(strategy, lambda: self.earlier and self.earlier.check(settings, self.output_dir))
+
+    def keep(self, name: str | None) -> None:
+        """``name`` was written by this run before its first map (``None``: nothing was)."""
+        if name:
+            self.written.append(name)
+
+    def release(self, failed: bool, kept_anything: bool = True) -> None:
+        """Unlock; after a failure before any map was kept, take back what this run wrote.
+
+        Only a run that holds the lock touches anything: one refused by a live run's lock leaves
+        that run's files alone.
+        """
+        if self.lock is not None and self.lock.held:
+            if failed and not kept_anything:
+                outputdir.remove_unused(self.directory, self.written, self.created)
+            self.lock.release()
+
+    def close(self) -> None:
+        if self.directory is not None:
+            self.directory.close()
+
+
+def output_dir_of(writer_dir: Path | None, datamodule: object) -> Path:
+    """The writer's own output dir, else the datamodule's."""
+    if writer_dir is not None:
+        return writer_dir
+    if getattr(datamodule, "output_dir", None) is not None:
+        return Path(datamodule.output_dir)
+    msg = "AnomalyMapWriter needs output_dir, or anomalib_folder_ext.data.FolderDataModule as the data"
+    raise ValueError(msg)

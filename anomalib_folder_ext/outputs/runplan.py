@@ -1,0 +1,136 @@
+"""The run plan: the files a run will write and what it reuses, decided before anything loads.
+
+The preflight (before the model loads), the writer, resume and the multi-folder loop all ask
+:class:`OutputNames` which files an image gets, so an output that would land on an input image is
+found with every enabled file kind, and a journal row is trusted only when it names exactly the
+files this run would have written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.outputs.artifacts import NPY_SUFFIX, PNG_SUFFIX, output_stems
+
+FILE_KINDS = ("npy", "png", "overlay")  # the results.csv columns that name a file
+# Every suffix a map of this tool can have, whatever a run's options: what overwrite may delete.
+MAP_SUFFIXES = (NPY_SUFFIX, PNG_SUFFIX, "_overlay.jpg", "_overlay.png")
+
+
+def overlay_suffix(overlay_format: str) -> str:
+    return f"_overlay.{overlay_format}"
+
+
+@dataclass
+class OutputNames:
+    """Each image's output files, relative to the output dir, for the enabled file kinds.
+
+    Example:
+        >>> plan = OutputNames.for_images(["a.png", "a.jpg", "sub/b.bmp"], npy=True, png=False)
+        >>> plan.files("sub/b.bmp")
+        {'npy': 'sub/b_anomaly.npy', 'png': '', 'overlay': ''}
+        >>> sorted(plan.folders())
+        ['sub']
+    """
+
+    names: list[str]
+    suffixes: dict[str, str]  # file kind -> suffix, enabled kinds only
+    stems: dict[str, PurePosixPath] = field(default_factory=dict)
+
+    @classmethod
+    def for_images(
+        cls, names: Sequence[str], npy: bool = True, png: bool = True, overlay: str | None = None
+    ) -> OutputNames:
+        """``overlay``: the overlay format (``jpg``/``png``) when overlays are written."""
+        suffixes = {kind: suffix for kind, suffix, on in (("npy", NPY_SUFFIX, npy), ("png", PNG_SUFFIX, png),
+                                                          ("overlay", overlay_suffix(overlay or "jpg"), bool(overlay)))
+                    if on}
+        names = list(names)
+        return cls(names, suffixes, dict(zip(names, output_stems(names), strict=True)))
+
+    @classmethod
+    def for_options(cls, options: WriterOptions, names: Sequence[str]) -> OutputNames:
+        """The files each image gets under the writer's ``options``.
+
+        Example:
+            >>> OutputNames.for_options(WriterOptions(save_as_image=False), ["a.png"]).files("a.png")["npy"]
+            'a_anomaly.npy'
+        """
+        return cls.for_images(names, options.save_as_npy, options.save_as_image,
+                              options.overlay_format.value if options.save_overlay else None)
+
+    def files(self, name: str) -> dict[str, str]:
+        """The file of each kind (``""`` when that kind is not written) for the image ``name``."""
+        stem = self.stems[name]
+        return {kind: f"{stem}{self.suffixes[kind]}" if kind in self.suffixes else "" for kind in FILE_KINDS}
+
+    def all_files(self) -> Iterator[str]:
+        for stem in self.stems.values():
+            for suffix in self.suffixes.values():
+                yield f"{stem}{suffix}"
+
+    def folders(self) -> set[str]:
+        """The sub-folders of the output dir that outputs go into (a recursive run mirrors its input)."""
+        folders: set[str] = set()
+        for stem in self.stems.values():
+            folders.update(parent.as_posix() for parent in stem.parents if parent.as_posix() != ".")
+        return folders
+
+
+def run_settings(options: WriterOptions, checkpoint: str | Path | None, precision: str, backend: str | None = None) -> dict:
+    """What decides the files' content: an output dir resumes only under the same settings.
+
+    The checkpoint counts by its content (SHA-256): new weights saved over the old file are
+    another model, and a checkpoint moved elsewhere is the same one. ``backend``: the runtime
+    of an exported model (``checkpoint`` is then its graph file).
+    """
+    from anomalib_folder_ext.models.checkpoint import content_digest
+
+    return {
+        "checkpoint": content_digest(checkpoint) if checkpoint else None,
+        "precision": f"{precision} on {backend}" if backend else str(precision),
+        "npy": options.save_as_npy,
+        "png": options.colormap if options.save_as_image else False,
+        "overlay": f"{options.overlay_format.value} {options.overlay_alpha:g}" if options.save_overlay else False,
+        "normalization": options.normalization_text(),
+        "map_size": options.map_size.value,
+    }
+
+
+@dataclass
+class RunPlan:
+    """One folder's run, decided before the model loads: its images, their output files, the
+    settings that decide the files' content, and the rows an earlier run finished (resume).
+
+    The writer makes it once (:mod:`~anomalib_folder_ext.outputs.rundir`); the datamodule asks it which
+    images not to predict again (:func:`finished_images`).
+
+    Example:
+        >>> plan = RunPlan(OutputNames.for_images(["a.png", "b.png"]), {}, earlier={"a.png": None})
+        >>> plan.skip
+        frozenset({'a.png'})
+    """
+
+    outputs: OutputNames
+    settings: dict
+    earlier: dict = field(default_factory=dict)  # image -> its summary.ImageResult from the earlier run
+
+    @property
+    def names(self) -> list[str]:
+        return self.outputs.names
+
+    @property
+    def skip(self) -> frozenset[str]:
+        return frozenset(self.earlier)
+
+
+def finished_images(trainer: object) -> frozenset[str]:
+    """The images the run's plan has finished already: none without a writer that planned the run."""
+    for callback in getattr(trainer, "callbacks", None) or []:
+        plan = getattr(callback, "plan", None)
+        if isinstance(plan, RunPlan):
+            return plan.skip
+    return frozenset()

@@ -1,0 +1,210 @@
+"""``anomalib-folder export``: an EfficientAd checkpoint as an OpenVINO IR or an ONNX file that gives
+the raw anomaly map and score, with the ``export.json`` a run needs, checked against the checkpoint.
+
+anomalib's own export (``to_onnx``, ``to_openvino``) does the conversion, with the model's pre- and
+post-processor left out of the graph: the folder datamodule resizes as for the checkpoint, and the
+writer normalises as for the checkpoint (every ``normalization`` mode). INT8 is NNCF's
+post-training quantisation on the calibration folder's images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anomalib_folder_ext.models.checkpoint import content_digest, read_checkpoint
+from anomalib_folder_ext.errors import ExportedModelError, InputError
+from anomalib_folder_ext.models.exported import FORMATS, METADATA_NAME, PRECISIONS, TOOL
+from anomalib_folder_ext.models.exportedmodel import ExportedModel, post_processor_state
+from anomalib_folder_ext.models.runtimes import EXTRA
+
+CHECK_IMAGES = 8
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The exported model against the checkpoint on the same images (both in f32)."""
+
+    images: int
+    map_difference: float
+    map_range: float
+    score_difference: float
+
+    def text(self) -> str:
+        share = self.map_difference / self.map_range if self.map_range > 0 else 0.0
+        return (f"vs the checkpoint on {self.images} images: largest map difference {self.map_difference:.2g} "
+                f"({share:.2%} of the map range), largest score difference {self.score_difference:.2g}")
+
+
+def load_checkpoint_model(path: Path):  # noqa: ANN201
+    """The checkpoint's EfficientAd, built from its own settings, in eval mode on the CPU."""
+    from anomalib.models import EfficientAd
+
+    settings = read_checkpoint(path)
+    model = EfficientAd(model_size=settings.model_size, teacher_out_channels=settings.teacher_out_channels,
+                        padding=settings.padding, pad_maps=settings.pad_maps, visualizer=False, evaluator=False)
+    content = torch.load(path, map_location="cpu", weights_only=False)  # read_checkpoint checked it is one
+    model.on_load_checkpoint(content)
+    model.load_state_dict(content["state_dict"], strict=False)
+    return model.eval(), settings
+
+
+def _check_options(fmt: str, precision: str, calibration: Path | None) -> None:
+    if fmt not in FORMATS:
+        msg = f"--format {fmt}: choose one of {', '.join(FORMATS)}"
+        raise InputError(msg)
+    if precision not in PRECISIONS:
+        msg = f"--precision {precision}: choose one of {', '.join(PRECISIONS)}"
+        raise InputError(msg)
+    if fmt == "onnx" and precision != "fp32":
+        msg = f"--precision {precision}: an ONNX export is fp32; fp16 and int8 are OpenVINO exports (--format openvino)"
+        raise InputError(msg)
+    if precision == "int8" and calibration is None:
+        msg = "--precision int8 needs --calibration_folder: images like the ones to inspect, to calibrate the quantisation"
+        raise InputError(msg)
+    for module, name in (("onnx", "onnx"), ("onnxscript", "onnxscript"), *([("openvino", "OpenVINO")] if fmt == "openvino" else []),
+                         *([("nncf", "NNCF")] if precision == "int8" else [])):
+        try:
+            __import__(module)
+        except ImportError:
+            msg = f"{name} is not installed; export needs it: {EXTRA}"
+            raise ExportedModelError(msg) from None
+
+
+def sample_images(folder: Path | None, size: tuple[int, int], count: int) -> np.ndarray:
+    """Up to ``count`` images exactly as the folder datamodule feeds them (decoded, resized, in [0, 1]);
+    smooth noise when no folder is given."""
+    if folder is None:
+        noise = torch.from_numpy(np.random.default_rng(0).random((count, 3, *size), dtype=np.float32))
+        return torch.nn.functional.avg_pool2d(noise, 3, 1, 1).numpy()
+    from anomalib_folder_ext.data.datamodule import FolderImageDataset, _to_float
+    from anomalib_folder_ext.images.discover import list_folder_images
+
+    dataset = FolderImageDataset(folder, list_folder_images(folder)[:count], size)
+    items = [dataset[index] for index in range(len(dataset))]
+    failed = [item for item in items if item.error]
+    if failed or not items:
+        msg = f"--calibration_folder {folder}: " + (failed[0].error if failed else "no images")
+        raise InputError(msg)
+    from torchvision.transforms.v2 import Resize
+
+    # the model's pre-processor resizes a batch of one size (the datamodule, a batch of several sizes)
+    return Resize(list(size), antialias=True)(_to_float(dataset.collate(items).image)).contiguous().numpy()
+
+
+def _convert(model, fmt: str, precision: str, size: tuple[int, int], work: Path) -> list[Path]:  # noqa: ANN001
+    """anomalib's export of the bare network (no pre- or post-processor); its console lines kept out."""
+    from anomalib.deploy import CompressionType
+
+    raw = copy.deepcopy(model)
+    raw.pre_processor, raw.post_processor = None, None
+    onnx_kwargs = {"opset_version": 18, "verbose": False}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if fmt == "onnx":  # one file: the weights inside, not beside it
+            return [raw.to_onnx(work, input_size=size, external_data=False, **onnx_kwargs)]
+        compression = CompressionType.FP16 if precision == "fp16" else None
+        xml = raw.to_openvino(work, input_size=size, compression_type=compression, onnx_kwargs=onnx_kwargs)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def _quantize(xml: Path, calibration: np.ndarray) -> list[Path]:
+    """NNCF's post-training INT8 quantisation of the IR at ``xml``; the quantised IR's files.
+
+    Saved under another name: OpenVINO maps the source's weights into memory while it reads them.
+    """
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # NNCF's import asks torch about CUDA
+    import nncf
+    import openvino as ov
+
+    graph = ov.Core().read_model(str(xml))
+    data = nncf.Dataset([calibration[index:index + 1] for index in range(len(calibration))])
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantized = nncf.quantize(graph, data, subset_size=len(calibration))
+    target = xml.with_name(f"{xml.stem}_int8.xml")
+    ov.save_model(quantized, str(target), compress_to_fp16=False)
+    return [target, target.with_suffix(".bin")]
+
+
+def measure_parity(model, exported: ExportedModel, images: np.ndarray) -> Parity:  # noqa: ANN001
+    with torch.no_grad():
+        reference = model.model(torch.from_numpy(images))
+    outputs = exported.runtime.run(np.ascontiguousarray(images, dtype=np.float32))
+    maps, scores = reference.anomaly_map.numpy(), reference.pred_score.numpy().reshape(-1)
+    return Parity(
+        images=len(images),
+        map_difference=float(np.abs(outputs["anomaly_map"] - maps).max()),
+        map_range=float(maps.max() - maps.min()),
+        score_difference=float(np.abs(outputs["pred_score"].reshape(-1) - scores).max()),
+    )
+
+
+def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, precision: str = "fp32",
+                      calibration_folder: str | Path | None = None) -> tuple[Path, Parity]:
+    """Export ``checkpoint`` into the directory ``out``; returns the graph's path and its parity."""
+    checkpoint, out = Path(checkpoint).expanduser(), Path(out).expanduser()
+    calibration = Path(calibration_folder).expanduser() if calibration_folder else None
+    _check_options(fmt, precision, calibration)
+    if out.exists() and any(out.iterdir()) and not (out / METADATA_NAME).is_file():
+        msg = f"--out {out}: holds files that are not an export of this tool; choose an empty or new folder"
+        raise InputError(msg)
+    model, settings = load_checkpoint_model(checkpoint)
+    size = tuple(settings.image_size or (256, 256))
+    images = sample_images(calibration, size, 300 if precision == "int8" else CHECK_IMAGES)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
+        files = _convert(model, fmt, precision, size, Path(work))
+        if precision == "int8":
+            files = _quantize(files[0], images)
+        for file in files:
+            shutil.move(str(file), out / f"model{file.suffix}")
+    graph = out / f"model{files[0].suffix}"
+    metadata = {
+        "tool": TOOL, "model": "EfficientAd", "file": graph.name, "format": fmt, "precision": precision,
+        "input_size": list(size), "outputs": "raw anomaly_map and pred_score (no pre- or post-processing)",
+        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": content_digest(checkpoint)},
+        "post_processor": post_processor_state(model.post_processor),
+        "versions": _versions(fmt),
+    }
+    (out / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    exported = ExportedModel(str(out))
+    exported.runtime.compile("32-true")
+    parity = measure_parity(model, exported, images[:CHECK_IMAGES])
+    metadata["parity"] = {"images": parity.images, "map_difference": parity.map_difference,
+                          "map_range": parity.map_range, "score_difference": parity.score_difference}
+    (out / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    return graph, parity
+
+
+def _versions(fmt: str) -> dict:
+    import anomalib
+
+    versions = {"anomalib": anomalib.__version__, "torch": torch.__version__.split("+")[0]}
+    if fmt == "openvino":
+        import openvino as ov
+
+        versions["openvino"] = ov.get_version().split("-")[0]
+    return versions
+
+
+def run_export(options) -> int:  # noqa: ANN001 - the parsed ``anomalib-folder export`` flags
+    """``anomalib-folder export``: export, check, and say where the model is and how close it is."""
+    kind = {"openvino": "OpenVINO IR", "onnx": "ONNX"}[options.format]
+    print(f"exporting {options.model_path} as {kind} ({options.precision}) ...", flush=True)
+    graph, parity = export_checkpoint(options.model_path, options.format, options.out, options.precision,
+                                      options.calibration_folder)
+    files = ", ".join(sorted(path.name for path in graph.parent.iterdir() if not path.name.startswith(".")))
+    print(f"  {parity.text()}")
+    print(f"{graph.parent}/: {kind} ({options.precision}) of {Path(options.model_path).name} — {files}; "
+          f"predict with: anomalib-folder predict --model_path {graph.parent} --folder_path DIR")
+    return 0
