@@ -15,12 +15,11 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from anomalib_folder_ext.errors import ANOMALIB_PREDICT, WRITER, NoImagePredicted, Terms
 
 VERBOSE_ENV = "ANOMALIB_FOLDER_VERBOSE"
-# Set by ``anomalib-folder`` to the subcommand it runs, so a message names the flag that works there.
-COMMAND_ENV = "ANOMALIB_FOLDER_COMMAND"
-EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
 
 # Loggers whose INFO lines are start-up chatter for our users (anomalib's model/engine set-up,
 # Lightning's "GPU available", "Restoring states from the checkpoint", its logger tip).
@@ -55,6 +54,23 @@ def quiet_dependencies() -> None:
 
 
 @contextmanager
+def quieted(quiet: bool = True) -> Iterator[None]:
+    """anomalib's and Lightning's chatter kept out while a Python call runs, and the caller's logging
+    levels and warning filters as they were afterwards (nothing changes when not ``quiet`` or verbose)."""
+    if not quiet or verbose():
+        yield
+        return
+    levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}
+    with warnings.catch_warnings():
+        quiet_dependencies()
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+@contextmanager
 def quiet_training() -> Iterator[None]:
     """The demo's short fit without anomalib's and Lightning's notes about a fit (no logger, metrics
     logged per step, modules in eval mode, the demo folder's dotted path taken for hidden files),
@@ -74,11 +90,50 @@ def quiet_training() -> Iterator[None]:
         anomalib_logger.setLevel(level)
 
 
-def quiet_under_cli() -> None:
-    """For the classes ``anomalib predict`` instantiates from a config: quiet a CLI run only, never
-    the logging of a script or notebook that builds them itself."""
-    if "anomalib.cli.cli" in sys.modules:
+# While ``anomalib-folder`` or the Python front door runs a config, the terms its messages use; ``None``
+# otherwise. Set only by :func:`launched_by`: the classes anomalib's CLI builds from that config tell
+# our own launch from a plain ``anomalib predict``, which has no edge of ours.
+_launcher: Terms | None = None
+
+
+@contextmanager
+def launched_by(terms: Terms) -> Iterator[None]:
+    """Our own launcher runs a config for the caller whose ``terms`` its messages use."""
+    global _launcher  # noqa: PLW0603 - one launch at a time in a process
+    previous, _launcher = _launcher, terms
+    try:
+        yield
+    finally:
+        _launcher = previous
+
+
+def _plain_anomalib_cli() -> bool:
+    """Whether plain ``anomalib predict``, not one of our launchers nor a script, is building our classes.
+    anomalib tells the classes it instantiates nothing of who asked, so the process is asked: it is the
+    ``anomalib`` command (its console script) and that command's CLI is loaded. A script or a notebook that
+    once ran anomalib's CLI in-process is neither."""
+    return (_launcher is None and Path(sys.argv[0] if sys.argv else "").name == "anomalib"
+            and "anomalib.cli.cli" in sys.modules)
+
+
+def caller_terms() -> Terms:
+    """How the messages of a writer made now name its options: as our launcher's caller spells them,
+    as ``anomalib predict``'s flags, or (a script's own ``AnomalyMapWriter``) as Python arguments."""
+    if _launcher is not None:
+        return _launcher
+    return ANOMALIB_PREDICT if _plain_anomalib_cli() else WRITER
+
+
+def at_anomalib_cli_edge() -> None:
+    """For the classes ``anomalib predict`` instantiates from a config: quiet its console and make its
+    edge ours (one line and an exit status for our errors); never for a script or a notebook that
+    builds them itself, and not when our own launcher runs the config (it has its edge)."""
+    if _plain_anomalib_cli():
         quiet_dependencies()
+        # The one import up the stages: plain `anomalib predict` reaches the edge we give it from here.
+        from anomalib_folder_ext.cli.edge import install_excepthook
+
+        install_excepthook(ANOMALIB_PREDICT)
 
 
 def _one_root_handler() -> None:
@@ -92,26 +147,6 @@ def _one_root_handler() -> None:
                 root.removeHandler(handler)
 
 
-def option_hint(name: str) -> str:
-    """How to turn the writer's option ``name`` on in the command that is running.
-
-    ``anomalib-folder`` has its own flags; under ``anomalib predict`` the writer is the last
-    callback of the shipped configs, so its options are ``--trainer.callbacks.init_args.*``.
-
-    Example:
-        >>> os.environ.pop(COMMAND_ENV, None) and None
-        >>> option_hint("overwrite")
-        '--trainer.callbacks.init_args.overwrite true'
-    """
-    command = os.environ.get(COMMAND_ENV)
-    if command == "batches":
-        return {"overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(
-            name, f"--{name} True")
-    if command:
-        return f"--{name} True"
-    return f"--trainer.callbacks.init_args.{name} true"
-
-
 def say(line: str, error: bool = False) -> None:
     """One line for the user (the caller decides it is rank 0)."""
     print(line, file=sys.stderr if error else sys.stdout, flush=True)
@@ -122,13 +157,11 @@ def count(number: int) -> str:
     return f"{number:,}"
 
 
-def report_failures(images: int, failed: int, csv_path: str, first_failure: str = "") -> int:
-    """The warning (some images failed) or the error (none succeeded) of a finished run; its exit status."""
+def check_failures(images: int, failed: int, csv_path: str, first_failure: str = "") -> None:
+    """A finished run's warning (some images failed), or :class:`NoImagePredicted` (none succeeded)."""
     if images and failed == images:
         reason = f" (first: {first_failure})" if first_failure else ""
-        say(f"error: none of the {count(images)} images could be predicted{reason}; {csv_path} lists each", error=True)
-        return EXIT_NONE_SUCCEEDED
+        raise NoImagePredicted(f"none of the {count(images)} images could be predicted{reason}; {csv_path} lists each")
     if failed:
         say(f"warning: {count(failed)} of {count(images)} images failed; the status and error columns of "
             f"{csv_path} say why", error=True)
-    return 0

@@ -1,117 +1,160 @@
-"""Errors a user can fix, shown as one line instead of a traceback.
+"""The errors a run raises, each with the exit status a command ends with and a message in the caller's terms.
 
-``anomalib predict`` installs rich's traceback handler, which turns a missing folder into a
-screen of frames. For our own input errors the message already names the file and the problem,
-so an uncaught one is printed as a single line; every other exception keeps the previous hook.
-Set ``ANOMALIB_FOLDER_TRACEBACK=1`` to see full tracebacks anyway.
+The library raises; only a command's edge (:mod:`anomalib_folder_ext.cli.edge`) prints one line and
+decides an exit status. A message names the way out as the caller spells it: ``--overwrite True``
+for ``anomalib-folder predict``, ``--trainer.callbacks.init_args.overwrite true`` under ``anomalib
+predict``, ``AnomalyMapWriter(overwrite=True)`` in a script. Messages are written with a
+placeholder per option (:func:`option_hint`) and rendered with the :class:`Terms` of the run that
+raised them.
 
-Every such error exits with status 2, whichever command raised it and whenever: the hook cannot
-set the status Python exits with, so it ends the process itself, after the exit handlers ran.
+Example:
+    >>> error = OutputDirError(f"output_dir out holds an earlier run; to replace it: {option_hint('overwrite')}")
+    >>> str(error)
+    'output_dir out holds an earlier run; to replace it: AnomalyMapWriter(overwrite=True)'
+    >>> error.terms = ANOMALIB_PREDICT
+    >>> str(error), error.option, error.exit_status
+    ('output_dir out holds an earlier run; to replace it: --trainer.callbacks.init_args.overwrite true', 'output_dir', 2)
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import sys
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 EXIT_INPUT_ERROR = 2  # bad input, as argparse reports a usage error
+EXIT_NONE_SUCCEEDED = 3  # every image failed: a distinct exit status, after results.csv says why
+EXIT_RANK_LOST = 4  # a rank of the job was lost; what finished is kept
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it; what finished is journaled
+
+_PLACEHOLDER = re.compile(r"\{option:(\w+)\}")
 
 
-class InputError(ValueError):
+@dataclass(frozen=True)
+class Terms:
+    """How the caller turns a writer option on: a command's flag, a config key or a Python argument."""
+
+    name: str
+    spell: Callable[[str], str]
+
+    def render(self, text: str) -> str:
+        return _PLACEHOLDER.sub(lambda match: self.spell(match.group(1)), text)
+
+
+def option_hint(name: str) -> str:
+    """The placeholder for "turn option ``name`` on", spelled when the message is shown."""
+    return f"{{option:{name}}}"
+
+
+WRITER = Terms("AnomalyMapWriter", lambda name: f"AnomalyMapWriter({name}=True)")
+ANOMALIB_PREDICT = Terms("anomalib predict", lambda name: f"--trainer.callbacks.init_args.{name} true")
+PREDICT_COMMAND = Terms("anomalib-folder predict", lambda name: f"--{name} True")
+BATCHES_COMMAND = Terms("anomalib-folder batches", lambda name: {
+    "overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(name, f"--{name} True"))
+PREDICT_FOLDER = Terms("predict_folder", lambda name: f"predict_folder(..., {name}=True)")
+PREDICT_BATCHES = Terms("predict_batches", lambda name: {
+    "overwrite": "predict_batches(..., resume=False)",
+    "resume": "predict_batches again (resume is on by default)"}.get(name, f"predict_batches(..., {name}=True)"))
+
+
+class Worded(BaseException):
+    """A message written once, shown in the caller's terms; the exit status a command ends with.
+
+    The base of every error of ours (an :class:`InputError` is also a ``ValueError``, a :class:`RunInterrupted`
+    a ``KeyboardInterrupt``), so ``except Worded`` catches them all and nothing else."""
+
+    exit_status = 1
+    option: str | None = None  # the option the message is about, where there is one
+    quiet = False  # said already (by rank 0's node, by the watch over the ranks): the edge stays silent
+    lead = "error: "  # how the edge's line starts
+
+    def __init__(self, message: str = "", *, option: str | None = None, terms: Terms | None = None) -> None:
+        super().__init__(message)
+        self.template = message
+        self.terms = terms or WRITER
+        if option is not None:
+            self.option = option
+
+    def __str__(self) -> str:
+        return self.terms.render(self.template)
+
+
+class InputError(Worded, ValueError):
     """Bad input (folder, checkpoint, output dir, settings); the message names it and the problem.
 
-    Messages are remembered: jsonargparse reports an error raised while it instantiates a class
-    of the config inside its own ``ValueError`` (with the whole config dumped); the hook below
-    finds ours in it and prints just that.
+    Errors are remembered: jsonargparse reports an error raised while it instantiates a class of
+    the config inside its own ``ValueError`` (with the whole config dumped); the edge finds ours
+    in it and says just that (:func:`input_error_in`).
     """
 
-    raised: list[str] = []  # noqa: RUF012 - process-wide on purpose
+    exit_status = EXIT_INPUT_ERROR
+    raised: list[InputError] = []  # noqa: RUF012 - process-wide on purpose
+    said_by_rank: int | None = None  # a rank other than 0 that found it on its own: the line names it
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        InputError.raised.append(str(self))
+    def __init__(self, message: str = "", *, option: str | None = None, terms: Terms | None = None) -> None:
+        super().__init__(message, option=option, terms=terms)
+        InputError.raised.append(self)
         del InputError.raised[:-20]
+
+    def prefixed(self, prefix: str) -> InputError:
+        """The same error, its message after ``prefix`` (where it was found: a folder, an override file)."""
+        return type(self)(f"{prefix}{self.template}", option=self.option, terms=self.terms)
 
 
 class FolderInputError(InputError):
     """The input folder cannot be used."""
 
+    option = "folder_path"
+
 
 class OutputDirError(InputError):
     """The output dir cannot be used, created or written; the message names it."""
+
+    option = "output_dir"
 
 
 class ExportedModelError(InputError):
     """An exported model that cannot run here; the message names the file and the problem."""
 
+    option = "model_path"
 
-def one_line_message(exc: BaseException) -> str | None:
-    """The one-line message for errors a user fixes by changing input; ``None`` for real bugs."""
+
+class NoImagePredicted(Worded, RuntimeError):
+    """No image of the folder (or of any batch folder) could be predicted; ``results.csv`` lists each and why.
+
+    ``result``: what the run recorded, where the caller can read it (a result of :mod:`anomalib_folder_ext.api`).
+    """
+
+    exit_status = EXIT_NONE_SUCCEEDED
+    result: object = None
+
+
+class RankLost(Worded, RuntimeError):
+    """A rank of a multi-GPU or multi-machine job is gone; every image finished so far is recorded."""
+
+    exit_status = EXIT_RANK_LOST
+
+
+class RankZeroFailed(Worded, RuntimeError):
+    """Rank 0 failed with an error of its own (a bug); rank 0 shows its traceback, the other ranks stop."""
+
+    quiet = True
+
+
+class RunInterrupted(Worded, KeyboardInterrupt):
+    """Ctrl-C: what finished is recorded, and a resumed run predicts only the rest."""
+
+    exit_status = EXIT_INTERRUPTED
+    lead = ""  # the message starts with "interrupted:"
+
+
+def input_error_in(exc: BaseException) -> InputError | None:
+    """Our input error, when ``exc`` is one or wraps one (jsonargparse's error while it instantiates a class)."""
     if isinstance(exc, InputError):
-        return str(exc)
-    text = str(exc)
+        return exc
     if isinstance(exc, ValueError):
-        wrapped = [message for message in InputError.raised if message and message in text]
+        text = str(exc)
+        wrapped = [error for error in InputError.raised if error.template and str(error) in text]
         if wrapped:
             return wrapped[-1]
-    # Lightning's own words for the two checkpoint mistakes it catches after our checks.
-    if isinstance(exc, FileNotFoundError) and text.startswith("Checkpoint file not found"):
-        return f"ckpt_path: {text}"
-    if isinstance(exc, RuntimeError) and "Error(s) in loading state_dict for EfficientAd" in text:
-        return (
-            "ckpt_path: the checkpoint's weights do not fit the configured EfficientAd; set model.init_args "
-            "model_size / teacher_out_channels / padding as it was trained, or run anomalib-folder predict, "
-            "which reads them from the checkpoint"
-        )
     return None
-
-
-def said_in_one_line(exc: BaseException, input_errors: bool = True) -> int | None:
-    """Say in one line why the run stops, for a lost rank or (``input_errors``) a user's input
-    error; the exit status. ``None``: neither (a bug keeps its traceback)."""
-    # A rank of the job is gone: whatever failed here, that is why. (Its watch exists only where
-    # the module was imported; importing it here would change how Python exits on Ctrl-C.)
-    liveness = sys.modules.get("anomalib_folder_ext.distributed.liveness")
-    if liveness is not None and liveness.lost_rank(exc) is not None:
-        liveness.say_lost()
-        return liveness.EXIT_RANK_LOST
-    message = one_line_message(exc) if input_errors else None
-    if message is None:
-        return None
-    if not getattr(exc, "quiet", False):  # rank 0's refusal: each node's first rank says it
-        print(f"error: {message}", file=sys.stderr)
-    return EXIT_INPUT_ERROR
-
-
-def _one_line_hook(previous):  # noqa: ANN001, ANN202
-    def hook(exc_type, exc, tb):  # noqa: ANN001, ANN202
-        tracebacks = bool(os.environ.get("ANOMALIB_FOLDER_TRACEBACK"))
-        status = said_in_one_line(exc, input_errors=not tracebacks)
-        if status is not None:
-            exit_now(status)
-        elif issubclass(exc_type, KeyboardInterrupt) and not tracebacks:
-            # In a predict loop the writer reports what finished itself; this is Ctrl-C outside one.
-            print("interrupted: finished images are kept; run again with --resume True to continue", file=sys.stderr)
-        else:
-            previous(exc_type, exc, tb)
-
-    hook.anomalib_folder_ext = True
-    return hook
-
-
-def exit_now(status: int) -> None:
-    """End the process with ``status`` from an exception hook: flush, run the exit handlers, exit."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (DataLoader workers, temp dirs)
-    os._exit(status)
-
-
-def install_excepthook() -> None:
-    """Wrap the current ``sys.excepthook`` once (idempotent)."""
-    if not getattr(sys.excepthook, "anomalib_folder_ext", False):
-        sys.excepthook = _one_line_hook(sys.excepthook)

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.errors import FolderInputError, InputError
 
 
 class _Choice(str, Enum):
@@ -80,8 +80,8 @@ class WriterOptions:
                                               "null: min(8, CPUs).")
     top_count: int = _option(10, "Length of the most-anomalous list in the text summary.")
     release_maps: bool = _option(True, "Drop each batch's map once handed over, so anomalib's PostProcessor skips "
-                                       "pixel work nothing reads; false when another callback (anomalib's "
-                                       "visualizer) needs anomaly_map.")
+                                       "pixel work nothing reads; the maps are kept while the model's visualizer "
+                                       "is on (it draws them), and false keeps them for another callback.")
     normalization: Normalization = _option(Normalization.per_image,
                                            "How each map is scaled to [0, 1]: per_image by its own min and max "
                                            "(every max is 1); model by anomalib's pixel normalisation from the "
@@ -173,6 +173,22 @@ def args_doc() -> str:
     lines = ["    Args:"]
     lines += [f"        {name}: {doc}" for name, doc in option_docs().items()]
     return "\n".join(lines) + "\n"
+
+
+def check_counts(**values: tuple[int | None, int]) -> None:
+    """Each ``name=(value, low)`` a whole number of at least ``low`` (``None``: unset); else a
+    :class:`FolderInputError` naming it.
+
+    Example:
+        >>> check_counts(batch_size=(8, 1), num_workers=(None, 0))
+        >>> check_counts(batch_size=(True, 1))
+        Traceback (most recent call last):
+        ...
+        anomalib_folder_ext.errors.FolderInputError: batch_size True: must be a whole number of at least 1
+    """
+    for name, (value, low) in values.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            raise FolderInputError(f"{name} {value!r}: must be a whole number of at least {low}", option=name)
 
 
 def fixed_range_problem(normalization: str, vmin: float | None, vmax: float | None) -> str | None:

@@ -144,17 +144,32 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
     import subprocess
 
     from anomalib_folder_ext.cli import command as cli
-    from anomalib_folder_ext.run import launch
+    from anomalib_folder_ext.cli.edge import stop_for
+    from anomalib_folder_ext.distributed import liveness
+    from anomalib_folder_ext.errors import ANOMALIB_PREDICT
 
-    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_env, saved_cwd, saved_hook = dict(os.environ), Path.cwd(), sys.excepthook
     stdout, stderr = io.StringIO(), io.StringIO()
     os.environ.update(env or {})
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                if args[0] == "anomalib":  # as the command: a user's error is one line and status 2
-                    status = launch.one_line_errors(launch.run_anomalib, list(args[1:]))
+                if args[0] == "anomalib":  # as the command (anomalib.cli.cli:main), with the edge our classes give it
+                    from anomalib.cli.cli import AnomalibCLI
+                    from anomalib.loggers import configure_logger
+
+                    configure_logger()
+                    saved_argv, sys.argv = sys.argv, ["anomalib", *args[1:]]  # this process is the command now
+                    try:
+                        AnomalibCLI(list(args[1:]))
+                        status = 0
+                    except Exception as exc:
+                        status = stop_for(exc, ANOMALIB_PREDICT)
+                        if status is None:
+                            raise
+                    finally:
+                        sys.argv = saved_argv
                 else:
                     status = cli.main(list(args[1:]))
             except SystemExit as exit_info:
@@ -163,4 +178,5 @@ def run_here(args: list[str], cwd: Path, env: dict[str, str] | None = None):
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+        sys.excepthook, liveness.hard_stop = saved_hook, None
     return subprocess.CompletedProcess(args, status, stdout.getvalue(), stderr.getvalue())

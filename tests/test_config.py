@@ -83,14 +83,15 @@ def test_command_line_overrides_win_over_files(capsys):
 def test_anomalib_folder_translates_to_the_same_config(checkpoint, capsys):
     """No second pipeline: the old flags resolve to exactly the YAML route's config."""
     from anomalib_folder_ext.models.checkpoint import read_checkpoint
-    from anomalib_folder_ext.cli.command import anomalib_predict_args, build_parser
+    from anomalib_folder_ext.cli.parser import build_parser
+    from anomalib_folder_ext.run.translate import anomalib_predict_args, spec_from_flags
 
     options = build_parser().parse_args(
         ["predict", "--model_path", str(checkpoint), "--folder_path", "/data/batch_01", "--output_dir", "out",
          "--batch_size", "16", "--save_as_image", "False"]
     )
     assert isinstance(options, argparse.Namespace)
-    from_flags = resolved_config(anomalib_predict_args(options, read_checkpoint(checkpoint)), capsys)
+    from_flags = resolved_config(anomalib_predict_args(spec_from_flags(options), read_checkpoint(checkpoint)), capsys)
     from_yaml = resolved_config(
         base("--config", str(REPO / "callbacks/npy_only.yaml"), "--ckpt_path", str(checkpoint),
              "--data.init_args.folder_path", "/data/batch_01", "--data.init_args.output_dir", "out",

@@ -29,7 +29,7 @@ def rows(output_dir: Path) -> dict[str, dict[str, str]]:
 def test_channels_last_callback_converts_the_weights_and_the_network_input():
     from anomalib.models import EfficientAd
 
-    from anomalib_folder_ext.callbacks.writer import ChannelsLast
+    from anomalib_folder_ext.callbacks import ChannelsLast
 
     model = EfficientAd(model_size="small").eval()
     seen = []

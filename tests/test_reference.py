@@ -35,7 +35,7 @@ def test_a_changed_flag_is_noticed():
 
 
 def test_the_flag_table_lists_every_flag_of_the_parser():
-    from anomalib_folder_ext.cli.command import build_parser
+    from anomalib_folder_ext.cli.parser import build_parser
 
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
     flags = {flag for action in predict._actions for flag in action.option_strings} - {"-h", "--help"}

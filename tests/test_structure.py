@@ -25,6 +25,9 @@ STAGES = ["base", "distributed", "images", "models", "outputs", "data", "callbac
 BASE = {"errors", "console", "options", "lazy"}
 FACES = {"__init__", "__main__", "exportedmodel"}  # the package's face, python -m, a config's class path
 SUBPACKAGES = sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py"))
+# The one import up the stages, and why: plain `anomalib predict` builds our datamodule and writer from a
+# config and has no edge of ours; when they see it did, they hand it the one we give it.
+EDGE_FOR_ANOMALIB_PREDICT = ("console", "cli.edge")
 
 
 def _name(path: Path) -> str:
@@ -81,7 +84,8 @@ def test_imports_run_only_down_the_stages():
     assert GRAPH["cli.command"] and GRAPH["run.batches"]  # the parse does find imports
     upward = [f"{module} -> {imported}" for module, imports in GRAPH.items() if module.split(".")[0] not in FACES
               for imported in imports if imported.split(".")[0] not in FACES
-              and STAGES.index(_stage(imported)) > STAGES.index(_stage(module))]
+              and STAGES.index(_stage(imported)) > STAGES.index(_stage(module))
+              and (module, imported) != EDGE_FOR_ANOMALIB_PREDICT]
     assert not upward, "imports running back up the stages:\n" + "\n".join(sorted(upward))
 
 

@@ -20,7 +20,8 @@ from anomalib_folder_ext.outputs.artifacts import OutputDirError, ensure_writabl
 from anomalib_folder_ext.outputs.owned import OwnedDir
 from anomalib_folder_ext.data.datamodule import FolderImageDataset, decode_image
 from anomalib_folder_ext.images.discover import list_folder_images
-from anomalib_folder_ext.errors import InputError, one_line_message
+from anomalib_folder_ext.cli.edge import one_line_message, stop_for
+from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.outputs.summary import ImageResult, csv_text, summary_text
 
 RAMP16 = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
@@ -183,12 +184,17 @@ def test_16_mixed_on_a_cpu_is_reported_as_what_ran_and_what_was_asked():
 
 
 def test_the_outcome_lines_and_exit_status_shared_by_predict_and_batches(capsys):
-    from anomalib_folder_ext.console import EXIT_NONE_SUCCEEDED, report_failures
+    from anomalib_folder_ext.console import check_failures
+    from anomalib_folder_ext.errors import EXIT_NONE_SUCCEEDED, PREDICT_COMMAND, NoImagePredicted
 
-    assert report_failures(3, 0, "out/results.csv") == 0 and capsys.readouterr().err == ""
-    assert report_failures(3, 1, "out/results.csv") == 0
+    check_failures(3, 0, "out/results.csv")
+    assert capsys.readouterr().err == ""
+    check_failures(3, 1, "out/results.csv")
     assert capsys.readouterr().err == "warning: 1 of 3 images failed; the status and error columns of out/results.csv say why\n"
-    assert report_failures(2, 2, "all_batches.csv", "batch_01/x.png: broken") == EXIT_NONE_SUCCEEDED
+    with pytest.raises(NoImagePredicted) as raised:  # the library raises; a command's edge says it and exits 3
+        check_failures(2, 2, "all_batches.csv", "batch_01/x.png: broken")
+    assert capsys.readouterr().err == ""
+    assert stop_for(raised.value, PREDICT_COMMAND) == EXIT_NONE_SUCCEEDED
     assert capsys.readouterr().err == (
         "error: none of the 2 images could be predicted (first: batch_01/x.png: broken); all_batches.csv lists each\n"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from lightning.pytorch import Trainer
 
 from anomalib_folder_ext.outputs import artifacts, journal, summary
-from anomalib_folder_ext.console import count, report_failures, say
+from anomalib_folder_ext.console import check_failures, count, say
 from anomalib_folder_ext.options import Normalization, WriterOptions
 from anomalib_folder_ext.outputs.owned import OwnedDir
 from anomalib_folder_ext.callbacks.runinfo import (
@@ -39,7 +39,7 @@ class FolderFinish:
     def run(self, trainer: Trainer, mine: dict[str, summary.ImageResult], clock: LoopClock) -> None:
         """Gather every rank's rows on rank 0, which writes the files and says the last line.
 
-        Exits with status 3 when no image succeeded (:func:`~anomalib_folder_ext.console.report_failures`).
+        Raises :class:`~anomalib_folder_ext.errors.NoImagePredicted` when no image succeeded, once every file is written.
         """
         reports = gather_to_rank_zero(RankReport(list(mine.values()), clock.startup_s(), clock.loop_s(),
                                                  *peak_memory_mib(trainer)))
@@ -105,16 +105,14 @@ class FolderFinish:
 
 def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicted: int, loop_s: float,
               report: bool) -> str:
-    """The run's last line: where the results are and what they hold; exit 3 when nothing succeeded."""
+    """The run's last line: where the results are and what they hold; :class:`NoImagePredicted` when nothing succeeded."""
     stats = summary.score_statistics(rows)
     relative = os.path.relpath(output_dir)
     shown = f"{Path(output_dir).resolve() if relative.startswith('..') else relative}/"
     files = [summary.CSV_NAME, summary.SUMMARY_NAME] + (["report.html"] if report else [])
     first = next((row for row in rows if row.status != "ok"), None)
-    status = report_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
-                             f"{artifacts.display_name(first.image)}: {first.error}" if first else "")
-    if status:
-        raise SystemExit(status)
+    check_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
+                   f"{artifacts.display_name(first.image)}: {first.error}" if first else "")
     parts = [f"{count(stats['images'])} images" + (f" ({count(stats['failed'])} failed)" if stats["failed"] else "")]
     if any(row.pred_label is not None for row in rows):
         parts.append(f"{count(stats['above_threshold'])} above threshold")

@@ -35,6 +35,7 @@ def map_normalizer(pl_module: LightningModule, normalization: str, vmin: float |
         )
         raise InputError(msg)
     pixel_min, pixel_max, threshold = stats
+    # anomalib's own pixel arithmetic: its post-processor has it as a static method and no public function
     return partial(PostProcessor._normalize, norm_min=pixel_min, norm_max=pixel_max, threshold=threshold)  # noqa: SLF001
 
 
@@ -61,7 +62,7 @@ def image_scores(
     if isinstance(post_processor, PostProcessor):
         scores = raw
         if post_processor.enable_normalization:
-            scores = PostProcessor._normalize(  # noqa: SLF001 - the post-processor's own arithmetic
+            scores = PostProcessor._normalize(  # noqa: SLF001 - its own arithmetic, no public function
                 raw, post_processor.image_min, post_processor.image_max, post_processor.image_threshold
             )
         labels = scores > post_processor.normalized_image_threshold if labels_from_threshold else None
@@ -88,6 +89,11 @@ class Scoring:
 
     def scores(self, pl_module: LightningModule, raw_scores: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         return image_scores(pl_module, raw_scores, self.labels_from_threshold)
+
+
+def keeps_maps(pl_module: LightningModule) -> bool:
+    """Whether a callback after the writer needs each batch's map: anomalib's visualizer draws it."""
+    return getattr(pl_module, "visualizer", None) is not None
 
 
 def hand_over(outputs: object, labels: torch.Tensor | None, release_maps: bool) -> None:

@@ -8,32 +8,30 @@ to :mod:`~anomalib_folder_ext.callbacks.mapwriter` with the model's scores (:mod
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Literal
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_folder_ext.outputs import journal, outputdir
-from anomalib_folder_ext.distributed import liveness
-from anomalib_folder_ext.console import (
-    EXIT_INTERRUPTED,
-    count,
-    option_hint,
-    quiet_under_cli,
-    say,
-)
-from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageBatch
-from anomalib_folder_ext.errors import EXIT_INPUT_ERROR, InputError
 from anomalib_folder_ext.callbacks.finish import FolderFinish
 from anomalib_folder_ext.callbacks.mapwriter import MapWriter
-from anomalib_folder_ext.options import WriterOptions, args_doc
-from anomalib_folder_ext.distributed.ranks import DecidedOnRankZero
-from anomalib_folder_ext.outputs.rundir import RunDirectory, output_dir_of
 from anomalib_folder_ext.callbacks.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
+from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over, keeps_maps
+from anomalib_folder_ext.callbacks.stopping import stopping_error
+from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms
+from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.distributed import liveness
+from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint
+from anomalib_folder_ext.options import WriterOptions, args_doc
+from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.outputs.result import FolderResult
+from anomalib_folder_ext.outputs.rundir import RunDirectory, output_dir_of
 from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan, run_settings
-from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over
 from anomalib_folder_ext.outputs.summary import ImageResult
+
+
+_OPTION_NAMES = frozenset(option.name for option in fields(WriterOptions))
 
 
 class AnomalyMapWriter(Callback):
@@ -45,65 +43,52 @@ class AnomalyMapWriter(Callback):
     never waits for a file to be written (:mod:`~anomalib_folder_ext.callbacks.mapwriter`).
 
     The output dir is guarded (:mod:`~anomalib_folder_ext.outputs.outputdir`): the run writes and deletes
-    only its own files, inside the output dir, never through a link; a second run into it while
-    one writes there is refused, and so is an output dir that would replace an input image.
-    At the end, rank 0 prints one line saying where the results are and what they hold; the
-    process exits with status 3 when no image could be predicted, and 130 on Ctrl-C.
+    only its own files, inside the output dir, never through a link, and never replaces an input.
+    At the end rank 0 says where the results are, and :attr:`result` holds them (a
+    :class:`~anomalib_folder_ext.outputs.result.FolderResult`). A run that stops raises a typed error
+    (:mod:`anomalib_folder_ext.errors`) naming the option as the caller spells it.
 
     Example (config)::
 
         trainer:
           callbacks:
             - class_path: anomalib_folder_ext.callbacks.AnomalyMapWriter
-              init_args:
-                save_as_image: false
+              init_args: {save_as_image: false}
 
     The arguments are :class:`~anomalib_folder_ext.options.WriterOptions`, documented there (below).
     """
 
-    def __init__(
+    def __init__(  # one parameter per option of WriterOptions, as jsonargparse reads them
         self,
-        output_dir: str | Path | None = None,
-        save_as_npy: bool = True,
-        save_as_image: bool = True,
-        colormap: str = "jet",
-        png_compress_level: int = 1,
-        write_workers: int | None = None,
-        top_count: int = 10,
-        release_maps: bool = True,
-        normalization: Literal["per_image", "model", "fixed"] = "per_image",
-        vmin: float | None = None,
-        vmax: float | None = None,
-        map_size: Literal["model", "original"] = "model",
-        save_overlay: bool = False,
-        overlay_alpha: float = 0.5,
-        overlay_format: Literal["jpg", "png"] = "jpg",
-        report: bool = False,
-        report_top_k: int = 12,
-        resume: bool = False,
-        overwrite: bool = False,
+        output_dir: str | Path | None = None, save_as_npy: bool = True, save_as_image: bool = True,
+        colormap: str = "jet", png_compress_level: int = 1, write_workers: int | None = None, top_count: int = 10,
+        release_maps: bool = True, normalization: Literal["per_image", "model", "fixed"] = "per_image",
+        vmin: float | None = None, vmax: float | None = None, map_size: Literal["model", "original"] = "model",
+        save_overlay: bool = False, overlay_alpha: float = 0.5, overlay_format: Literal["jpg", "png"] = "jpg",
+        report: bool = False, report_top_k: int = 12, resume: bool = False, overwrite: bool = False,
         allow_other_files: bool = False,
     ) -> None:
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
         super().__init__()
-        quiet_under_cli()
-        self.options = WriterOptions(
-            output_dir=output_dir, save_as_npy=save_as_npy, save_as_image=save_as_image, colormap=colormap,
-            png_compress_level=png_compress_level, write_workers=write_workers, top_count=top_count,
-            release_maps=release_maps, normalization=normalization, vmin=vmin, vmax=vmax, map_size=map_size,
-            save_overlay=save_overlay, overlay_alpha=overlay_alpha, overlay_format=overlay_format, report=report,
-            report_top_k=report_top_k, resume=resume, overwrite=overwrite, allow_other_files=allow_other_files,
-        )
-        self.announce = True  # the last line and the exit status; a multi-folder run says its own
+        at_anomalib_cli_edge()
+        self.options = WriterOptions(**options)
+        self.announce = True  # the last line and the watch over the ranks; a multi-folder run has its own
+        self.terms: Terms = caller_terms()  # how messages name an option: a flag, a config key, an argument
         self.checkpoint: str | None = None  # the last run's (a script may not name it again)
-        self.plan: RunPlan | None = None  # the datamodule asks it which images not to predict again
+        self.plan: RunPlan | None = None  # what this run writes and what an earlier run finished
+        self.result: FolderResult | None = None  # the last run's results, on rank 0, once it finished
         self._run_config: object = None  # this folder's own config, in a multi-folder run
         self._run_dir: RunDirectory | None = None
         self._reset()
 
-    def configure(self, *, resume: bool, overwrite: bool, announce: bool, run_config: object = None) -> None:
-        """What a multi-folder run (:mod:`~anomalib_folder_ext.run.batches`) sets for each folder's run."""
-        self.options = self.options.configured(resume=resume, overwrite=overwrite)
-        self.announce, self._run_config = announce, run_config
+    def configure(self, *, terms: Terms | None = None, announce: bool | None = None, run_config: object = None,
+                  **options: object) -> None:
+        """What our launcher sets once the config made the writer: its caller's terms, and for each folder
+        of a multi-folder run (:mod:`~anomalib_folder_ext.run.batches`) resume, overwrite and its config."""
+        self.options = self.options.configured(**options) if options else self.options
+        self.terms = terms or self.terms
+        self.announce = self.announce if announce is None else announce
+        self._run_config = run_config
 
     def _reset(self) -> None:
         if self._run_dir is not None:
@@ -113,6 +98,8 @@ class AnomalyMapWriter(Callback):
         self._scoring: Scoring | None = None
         self._clock = LoopClock()
         self._failed = False
+        self._checkpoint_deferred = False  # a script's Engine.predict(ckpt_path=...) names it only as weights load
+        self._release_maps = self.options.release_maps
 
     @property
     def resolved_output_dir(self) -> Path | None:
@@ -125,9 +112,10 @@ class AnomalyMapWriter(Callback):
         if stage != "predict":
             return
         self._reset()
-        self.checkpoint = checked_checkpoint(trainer) or self.checkpoint
+        named = checked_checkpoint(trainer)
+        self.checkpoint, self._checkpoint_deferred = named or self.checkpoint, named is None and self.checkpoint is None
         if self.announce:  # a multi-folder run watches the ranks itself
-            liveness.watch(trainer.strategy, rerun=f"it again with {option_hint('resume')}")
+            liveness.watch(trainer.strategy, rerun=self.terms.render(f"it again with {option_hint('resume')}"))
         datamodule = trainer.datamodule
         folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
         outputs = OutputNames.for_options(self.options, [path.as_posix() for path in datamodule.relative_paths] if folder else [])
@@ -135,26 +123,26 @@ class AnomalyMapWriter(Callback):
                                                self.options, trainer.world_size)
         settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
         try:
-            self.plan = run_dir.open_on_every_rank(trainer.strategy, settings)
+            self.plan = run_dir.open_on_every_rank(trainer.strategy, settings, self._checkpoint_deferred)
             # after an overwrite took the earlier run's files away, its config among them
             run_dir.keep(save_run_config(trainer, run_dir.directory, outputdir.CONFIG_NAME, self._run_config))
         except BaseException:
             self._release(failed=True)
             raise
+        if folder is not None:  # what an earlier run finished is listed, not predicted again
+            datamodule.skip_images(self.plan.skip)
         # Lightning's own files (a logger, if one is configured) go with the results, not to ./results/...
-        trainer._default_root_dir = str(self._run_dir.output_dir)  # noqa: SLF001
+        trainer._default_root_dir = str(self._run_dir.output_dir)  # noqa: SLF001 - the Trainer has no setter for it
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule
         if not isinstance(datamodule, FolderDataModule):
             msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
             raise TypeError(msg)
-        if trainer.ckpt_path and self.checkpoint is None:  # a script's trainer.predict(ckpt_path=...): known only now
-            self.checkpoint = str(Path(trainer.ckpt_path).resolve())
-            self.plan.settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
-            self._run_dir.check_settings(trainer.strategy, self.plan.settings)
+        self._settle_checkpoint(trainer, pl_module)
         options, directory = self.options, self._run_dir.directory
         self._scoring = Scoring.for_model(pl_module, options.normalization, options.vmin, options.vmax)
+        self._release_maps = options.release_maps and not keeps_maps(pl_module)
         if trainer.is_global_zero:
             journal.mark_unfinished(directory)  # finished again only when the summaries are
         rows = journal.Journal(directory, trainer.global_rank, self.plan.settings)
@@ -174,7 +162,7 @@ class AnomalyMapWriter(Callback):
     ) -> None:
         scores, labels = self._scoring.scores(pl_module, outputs.pred_score)
         self._maps.submit(outputs, scores, labels)
-        hand_over(outputs, labels, self.options.release_maps)
+        hand_over(outputs, labels, self._release_maps)
 
     # -- end ----------------------------------------------------------------------------------
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -188,14 +176,17 @@ class AnomalyMapWriter(Callback):
 
         No summary is written for a failed run; the error that stopped it is the one reported.
         """
-        if isinstance(exception, SystemExit):
-            return  # our own exit status (no image succeeded), raised after the summaries
+        if isinstance(exception, NoImagePredicted):
+            return  # the run finished, every file written: raised after the summaries
         self._failed = True
         if self._maps is not None:
             self._maps.abandon()  # journaled: a resumed run does not redo them
         self._shutdown()
         self._release(failed=True)
-        _stop_for(exception, trainer, len(self._rows()) + len(self.plan.earlier if self.plan else {}), self.resolved_output_dir)
+        done = len(self._rows()) + len(self.plan.earlier if self.plan else {})
+        error = stopping_error(exception, trainer, done, self.resolved_output_dir, self.terms)
+        if error is not None:
+            raise error from exception
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Merge every rank's rows on rank 0 and write the summaries.
@@ -207,12 +198,28 @@ class AnomalyMapWriter(Callback):
         if stage != "predict" or self._failed:
             return
         try:
+            self._settle_checkpoint(trainer, pl_module)  # a rank with no batch to predict ran no on_predict_start
             finish = FolderFinish(self.options, self._run_dir.directory, self.plan, self.checkpoint, self.announce)
             finish.run(trainer, self._rows(), self._clock)
+            if trainer.is_global_zero:
+                self.result = FolderResult.read(self._run_dir.output_dir)
+        except NoImagePredicted as error:
+            self.result = error.result = FolderResult.read(self._run_dir.output_dir)
+            raise
         finally:
             self._release(failed=False)
             if self.announce:  # this rank's part of the job is over (a multi-folder run says so after its last folder)
                 liveness.finished()
+
+    def _settle_checkpoint(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A script's ``Engine.predict(ckpt_path=...)`` names the checkpoint only as its weights load: its
+        settings now, and on rank 0 (where the earlier run was read) resume's check of them."""
+        if self._checkpoint_deferred:
+            self._checkpoint_deferred = False
+            self.checkpoint = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
+            self.plan.settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
+            if trainer.is_global_zero:
+                self._run_dir.check_settings(self.plan.settings)
 
     def _rows(self) -> dict[str, ImageResult]:
         return self._maps.rows if self._maps is not None else {}
@@ -224,26 +231,6 @@ class AnomalyMapWriter(Callback):
     def _shutdown(self) -> None:
         if self._maps is not None:
             self._maps.close()
-
-
-def _stop_for(exception: BaseException, trainer: Trainer, done: int, output_dir: Path | None) -> None:
-    """The one line and exit status a failed run ends with; a bug keeps Lightning's own ending."""
-    if liveness.lost_rank(exception) is not None:  # a rank is gone: one line names it, whatever failed here
-        liveness.say_lost()
-        raise SystemExit(liveness.EXIT_RANK_LOST)
-    if isinstance(exception, KeyboardInterrupt):
-        if trainer.is_global_zero:
-            say(f"interrupted: {count(done)} images finished and recorded in {output_dir}; "
-                f"run it again with {option_hint('resume')} to predict only the rest", error=True)
-        raise SystemExit(EXIT_INTERRUPTED)  # Lightning would exit with 1, as for a crash
-    if isinstance(exception, InputError):
-        # One line and exit status 2, as for every input error, said by each rank that fails: a
-        # rank that exits without a word has Lightning end the others, rank 0 before it could speak.
-        # Rank 0's refusal reaches every rank; each node's first rank says it on that node.
-        if not getattr(exception, "quiet", False):
-            shared = trainer.is_global_zero or isinstance(exception, DecidedOnRankZero)
-            say(f"error: {'' if shared else f'rank {trainer.global_rank}: '}{exception}", error=True)
-        raise SystemExit(EXIT_INPUT_ERROR)
 
 
 # One source for the options' documentation: jsonargparse (`anomalib predict --help`) reads the Args.

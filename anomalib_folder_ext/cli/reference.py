@@ -48,7 +48,7 @@ def _flag(action: argparse.Action) -> str:
 
 
 def _default(action: argparse.Action) -> str:
-    if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001 - argparse's flag kind
+    if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001 - argparse names its actions' kinds only so
         return "off"
     if action.default is None or action.default == argparse.SUPPRESS:
         return ""
@@ -59,7 +59,7 @@ def _default(action: argparse.Action) -> str:
 
 def flag_table() -> str:
     """Every flag of ``anomalib-folder predict``: the flag, its help, its default."""
-    from anomalib_folder_ext.cli.command import build_parser
+    from anomalib_folder_ext.cli.parser import build_parser
 
     parser = build_parser()
     commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))  # noqa: SLF001

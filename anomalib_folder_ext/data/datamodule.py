@@ -33,7 +33,7 @@ from torchvision.transforms.v2.functional import to_dtype_image
 from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.outputs.artifacts import default_output_dir
-from anomalib_folder_ext.console import quiet_under_cli
+from anomalib_folder_ext.console import at_anomalib_cli_edge
 from anomalib_folder_ext.images.decode import DEFAULT_MAX_PIXELS, decode_image, failure_reason
 from anomalib_folder_ext.images.discover import (
     DEFAULT_EXTENSIONS,
@@ -41,9 +41,9 @@ from anomalib_folder_ext.images.discover import (
     normalize_extensions,
 )
 from anomalib_folder_ext.errors import FolderInputError
+from anomalib_folder_ext.options import check_counts
 from anomalib_folder_ext.outputs.journal import file_stamp
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero
-from anomalib_folder_ext.outputs.runplan import finished_images
 from anomalib_folder_ext.data.schedule import FolderShardSampler, scheduled_indices
 
 DEFAULT_IMAGE_SIZE = (256, 256)
@@ -80,8 +80,11 @@ class FolderImageBatch(ImageBatch):
     """Batch of :class:`FolderImageItem`. The image is ``uint8`` until it is on the device.
 
     ``relative_path``, ``original_size`` and ``error`` are plain lists, so Lightning leaves them
-    on the host and reading them never waits for the device.
+    on the host and reading them never waits for the device. Iterated (as anomalib's visualizer
+    does), it yields :class:`FolderImageItem`.
     """
+
+    item_class = FolderImageItem
 
     relative_path: list[str] | None = None
     original_size: list[tuple[int, int]] | None = None
@@ -219,11 +222,8 @@ class FolderDataModule(AnomalibDataModule):
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
-        quiet_under_cli()
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("max_pixels", max_pixels, 1)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-                msg = f"{name} {value!r}: must be a whole number of at least {low}"
-                raise FolderInputError(msg)
+        at_anomalib_cli_edge()
+        check_counts(batch_size=(batch_size, 1), num_workers=(num_workers, 0), max_pixels=(max_pixels, 1))
         if num_workers is None:
             num_workers = min(8, max((os.cpu_count() or 1) - 1, 0))
         super().__init__(train_batch_size=batch_size, eval_batch_size=batch_size, num_workers=num_workers)
@@ -240,6 +240,7 @@ class FolderDataModule(AnomalibDataModule):
         self.category = self.folder_path.resolve().name
         self.relative_paths: list[Path] = []
         self.predict_data: FolderImageDataset | None = None
+        self.finished: frozenset[str] = frozenset()  # images an earlier run finished: listed, not predicted
 
     @property
     def name(self) -> str:
@@ -257,6 +258,11 @@ class FolderDataModule(AnomalibDataModule):
         if not self.relative_paths:
             trainer = getattr(self, "trainer", None)
             self.relative_paths = decided_on_rank_zero(trainer.strategy if trainer is not None else None, self.list_images)
+
+    def skip_images(self, names: frozenset[str]) -> None:
+        """The images an earlier, interrupted run finished (the writer's run plan says which): they stay in
+        ``relative_paths`` (names, order, summaries), and batches of nothing else are not predicted again."""
+        self.finished = frozenset(names)
 
     def list_images(self) -> list[Path]:
         return list_folder_images(self.folder_path, self.extensions, self.recursive, exclude=self.output_dir)
@@ -303,10 +309,7 @@ class FolderDataModule(AnomalibDataModule):
         trainer = getattr(self, "trainer", None)
         world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         names = [path.as_posix() for path in self.relative_paths]
-        # Images an earlier, interrupted run finished, as the run's plan says: they stay in
-        # relative_paths (names, order, summaries); batches of nothing else are not predicted again.
-        skip = finished_images(trainer)
-        indices = scheduled_indices(names, skip, world_size, rank, self.batch_size)
+        indices = scheduled_indices(names, self.finished, world_size, rank, self.batch_size)
         if names and not indices:  # nothing left for this rank (resumed, or more ranks than images): no alarm
             warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
         sampler = FolderShardSampler(self.predict_data, world_size, rank, indices)

@@ -26,15 +26,20 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from anomalib_folder_ext.distributed.ranks import distributed, node_of, speaks_for_node
+from anomalib_folder_ext.errors import EXIT_RANK_LOST, InputError, RankLost
 
 BEAT_S = 5.0
 LOST_AFTER_S = 60.0  # default; ANOMALIB_FOLDER_LOST_AFTER=<seconds> to change it
 LOST_AFTER_ENV = "ANOMALIB_FOLDER_LOST_AFTER"
-EXIT_RANK_LOST = 4  # a rank of the job was lost; what finished is kept
+# How a process stuck in a collective is ended once its rank's job is lost: a command's edge sets it
+# (os._exit with status 4, :mod:`anomalib_folder_ext.cli.edge`); without one, the main thread is only
+# interrupted, and the caller's process is never ended by the library.
+hard_stop: Callable[[int], None] | None = None
 GRACE_S = 10.0  # for the main thread to end by itself once a rank is lost (its collective failed), then it is made to
 
 
@@ -149,7 +154,8 @@ class Watch:
         time.sleep(3 * GRACE_S)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        os._exit(EXIT_RANK_LOST)
+        if hard_stop is not None:
+            hard_stop(EXIT_RANK_LOST)
 
     def say(self) -> None:
         """The lost rank's line, once per process, on the ranks that speak for their node."""
@@ -238,8 +244,6 @@ def lost_rank(exc: BaseException | None = None) -> Lost | None:
     """The rank the job lost, if one was: at once when it is known, else, for a failure of a
     collective (``exc``), after waiting for the watch to find which rank it was. A user's input
     error is this rank's own reason to stop, said as it is."""
-    from anomalib_folder_ext.errors import InputError
-
     if _WATCH is None or isinstance(exc, InputError):
         return None
     if _WATCH.lost is not None or exc is None or not _collective_failure(exc):
@@ -247,9 +251,15 @@ def lost_rank(exc: BaseException | None = None) -> Lost | None:
     return _WATCH.verdict(_WATCH.lost_after + 2 * BEAT_S)
 
 
-def say_lost() -> None:
-    if _WATCH is not None:
-        _WATCH.say()
+def rank_lost_error(exc: BaseException | None = None) -> RankLost | None:
+    """:class:`RankLost` when the job lost a rank (:func:`lost_rank`), its line said once on this node."""
+    lost = lost_rank(exc)
+    if lost is None:
+        return None
+    _WATCH.say()
+    error = RankLost(lost.line(_WATCH.rerun).removeprefix("error: "))
+    error.quiet = True  # the watch said it
+    return error
 
 
 def _collective_failure(exc: BaseException) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.errors import InputError, RankZeroFailed
 
 T = TypeVar("T")
 
@@ -28,8 +28,8 @@ T = TypeVar("T")
 class DecidedOnRankZero(InputError):
     """Rank 0's refusal, raised on every other rank too; ``quiet`` on ranks that should not repeat it."""
 
-    def __init__(self, message: str, quiet: bool) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, quiet: bool, option: str | None = None) -> None:
+        super().__init__(message, option=option)
         self.quiet = quiet
 
 
@@ -44,7 +44,8 @@ def decided_on_rank_zero(strategy: object, decide: Callable[[], T]) -> T:
     """``decide()`` on rank 0, its result on every rank; rank 0's :class:`InputError` is raised on all.
 
     Without a process group (one process) ``decide`` simply runs. Any other failure on rank 0 is
-    raised there as it is; the other ranks leave with status 1, without a traceback of their own.
+    raised there as it is; the other ranks raise :class:`RankZeroFailed` (a command ends them with
+    status 1, without a traceback of their own).
     """
     if not distributed(strategy):
         return decide()
@@ -53,8 +54,8 @@ def decided_on_rank_zero(strategy: object, decide: Callable[[], T]) -> T:
     if strategy.global_rank == 0:
         try:
             outcome = ("ok", decide())
-        except InputError as exc:
-            outcome, failure = ("refused", str(exc)), exc
+        except InputError as exc:  # its message unrendered: each rank says it in its caller's terms
+            outcome, failure = ("refused", (exc.template, exc.option)), exc
         except BaseException as exc:
             outcome, failure = ("failed", f"{type(exc).__name__}: {exc}"), exc
     outcome = strategy.broadcast(outcome, src=0)
@@ -62,9 +63,9 @@ def decided_on_rank_zero(strategy: object, decide: Callable[[], T]) -> T:
         raise failure
     kind, value = outcome
     if kind == "refused":
-        raise DecidedOnRankZero(value, quiet=not speaks_for_node(strategy))
+        raise DecidedOnRankZero(value[0], quiet=not speaks_for_node(strategy), option=value[1])
     if kind == "failed":
-        raise SystemExit(1)  # rank 0 shows the traceback
+        raise RankZeroFailed(f"rank 0 failed: {value}")  # rank 0 shows the traceback
     return value
 
 
@@ -91,6 +92,8 @@ def start_ranks(trainer: object) -> None:
     predict calls after this find the ranks running and the process group joined. Strategies that
     start ranks another way (``ddp_spawn``) keep their own start.
     """
+    # Lightning has no public name for the launcher that starts ranks by re-running the command; only
+    # under it are there ranks to start here (torchrun, SLURM and ddp_spawn start their own).
     from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
     strategy = trainer.strategy

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from anomalib_folder_ext.outputs.artifacts import display_name
-from anomalib_folder_ext.console import option_hint
+from anomalib_folder_ext.errors import option_hint
 from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.outputs.owned import DirView, OwnedDir, open_existing
 from anomalib_folder_ext.outputs.runplan import FILE_KINDS, OutputNames
@@ -154,10 +154,11 @@ class JournalState:
     settings: list[tuple[str, dict]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)  # lines or files that are not this tool's, for the warning
 
-    def check(self, current: Mapping[str, object], where: str | Path = "") -> None:
-        """:class:`JournalMismatchError` unless every earlier run used ``current`` settings."""
+    def check(self, current: Mapping[str, object], where: str | Path = "", skip: Sequence[str] = ()) -> None:
+        """:class:`JournalMismatchError` unless every earlier run used ``current`` settings (``skip``: not yet known)."""
         for _, saved in self.settings:
-            changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+            changed = [key for key in sorted(set(saved) | set(current))
+                       if saved.get(key) != current.get(key) and key not in skip]
             if changed:
                 key = changed[0]
                 was, now = saved.get(key), current.get(key)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from anomalib_folder_ext.outputs import journal
-from anomalib_folder_ext.console import option_hint
+from anomalib_folder_ext.errors import option_hint
 from anomalib_folder_ext.errors import OutputDirError
 from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing, relative_parts
 from anomalib_folder_ext.outputs.runplan import FILE_KINDS, MAP_SUFFIXES, OutputNames

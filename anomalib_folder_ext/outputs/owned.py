@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePath
 from typing import IO
 
-from anomalib_folder_ext.console import option_hint
+from anomalib_folder_ext.errors import option_hint
 from anomalib_folder_ext.errors import OutputDirError
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -37,15 +37,16 @@ class RunDirectory:
         self.written: list[str] = []  # files written before the first map (taken back if the run fails then)
         self.earlier: journal.JournalState | None = None  # what resume read (checked again if need be)
 
-    def prepare(self, settings: dict) -> RunPlan:
+    def prepare(self, settings: dict, checkpoint_later: bool = False) -> RunPlan:
         """Check the dir and plan the run, reading only; then lock it, record it as this tool's, and
-        replace the earlier run (``overwrite``) or clear its leftovers (resume)."""
+        replace the earlier run (``overwrite``) or clear its leftovers (resume). ``checkpoint_later``:
+        the checkpoint is known only as its weights load; resume compares it then (:meth:`check_settings`)."""
         options = self.options
         found = outputdir.check_output_dir(self.output_dir, self.folder, self.outputs, options.resume or options.overwrite,
                                            self.token, options.allow_other_files)
         self.created = not self.output_dir.exists()
         ensure_writable(self.output_dir, create=False)
-        plan, reuse = self._plan(settings)
+        plan, reuse = self._plan(settings, checkpoint_later)
         self.directory = OwnedDir(self.output_dir, create=True)
         self.lock = outputdir.OutputDirLock(self.directory, self.token)
         self.lock.acquire()  # checks again: another run may have started since
@@ -61,7 +62,7 @@ class RunDirectory:
             outputdir.remove_temporaries(self.directory, self.outputs)
         return plan
 
-    def _plan(self, settings: dict) -> tuple[RunPlan, journal.Reuse | None]:
+    def _plan(self, settings: dict, checkpoint_later: bool) -> tuple[RunPlan, journal.Reuse | None]:
         """What this run keeps of an earlier one (resume); without resume, nothing."""
         if not (self.options.resume and self.folder is not None):
             return RunPlan(self.outputs, settings), None
@@ -71,7 +72,7 @@ class RunDirectory:
             return RunPlan(self.outputs, settings), None
         with existing:
             self.earlier = journal.read_journal(existing)
-            self.earlier.check(settings, self.output_dir)  # before anything is written
+            self.earlier.check(settings, self.output_dir, skip=("checkpoint",) if checkpoint_later else ())
             reuse = journal.reusable_rows(self.earlier, existing, self.outputs, self.folder)
         return RunPlan(self.outputs, settings, reuse.complete), reuse
 
@@ -79,16 +80,17 @@ class RunDirectory:
         """Another rank's view of the dir rank 0 prepared: it writes its maps and journal through it."""
         self.directory = OwnedDir(self.output_dir, create=True)
 
-    def open_on_every_rank(self, strategy: object, settings: dict) -> RunPlan:
+    def open_on_every_rank(self, strategy: object, settings: dict, checkpoint_later: bool = False) -> RunPlan:
         """Rank 0 prepares the dir; every other rank waits for its plan (or its refusal), then joins."""
-        plan = decided_on_rank_zero(strategy, lambda: self.prepare(settings))
+        plan = decided_on_rank_zero(strategy, lambda: self.prepare(settings, checkpoint_later))
         if self.directory is None:
             self.join()
         return plan
 
-    def check_settings(self, strategy: object, settings: dict) -> None:
-        """Resume's check again, on rank 0, for settings known only as the loop starts (a script's checkpoint)."""
-        decided_on_rank_zero(strategy, lambda: self.earlier and self.earlier.check(settings, self.output_dir))
+    def check_settings(self, settings: dict) -> None:
+        """Resume's check again, on rank 0, for settings known only once the weights loaded (a script's checkpoint)."""
+        if self.earlier is not None:
+            self.earlier.check(settings, self.output_dir)
 
     def keep(self, name: str | None) -> None:
         """``name`` was written by this run before its first map (``None``: nothing was)."""

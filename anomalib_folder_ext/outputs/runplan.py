@@ -105,8 +105,8 @@ class RunPlan:
     """One folder's run, decided before the model loads: its images, their output files, the
     settings that decide the files' content, and the rows an earlier run finished (resume).
 
-    The writer makes it once (:mod:`~anomalib_folder_ext.outputs.rundir`); the datamodule asks it which
-    images not to predict again (:func:`finished_images`).
+    The writer makes it once (:mod:`~anomalib_folder_ext.outputs.rundir`) and tells the datamodule which
+    images not to predict again (``FolderDataModule.skip_images``).
 
     Example:
         >>> plan = RunPlan(OutputNames.for_images(["a.png", "b.png"]), {}, earlier={"a.png": None})
@@ -125,12 +125,3 @@ class RunPlan:
     @property
     def skip(self) -> frozenset[str]:
         return frozenset(self.earlier)
-
-
-def finished_images(trainer: object) -> frozenset[str]:
-    """The images the run's plan has finished already: none without a writer that planned the run."""
-    for callback in getattr(trainer, "callbacks", None) or []:
-        plan = getattr(callback, "plan", None)
-        if isinstance(plan, RunPlan):
-            return plan.skip
-    return frozenset()

@@ -27,15 +27,17 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from anomalib_folder_ext.outputs import journal, outputdir, summary
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.outputs.artifacts import default_output_dir, display_name
-from anomalib_folder_ext.console import report_failures
+from anomalib_folder_ext.console import check_failures
 from anomalib_folder_ext.images.discover import natural_key
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.errors import BATCHES_COMMAND, PREDICT_COMMAND, InputError, NoImagePredicted, Terms
 from anomalib_folder_ext.outputs.outputroot import (
     FolderOutput,
     OutputRoot,
     check_folder_outputs,
 )
 from anomalib_folder_ext.outputs.owned import open_existing
+from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
+from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
 from anomalib_folder_ext.outputs.runplan import OutputNames, run_settings
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero, start_ranks
 from anomalib_folder_ext.callbacks.runinfo import backend_of, precision_name
@@ -90,10 +92,12 @@ class _QuietRepeats(logging.Filter):
 
 
 def run_batches(
-    base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool = True, overwrite: bool = False
-) -> int:
-    """Predict every folder of ``jobs`` with one model and one Trainer; see the module doc."""
-    run = BatchRun(base_args, jobs, output_root, resume, overwrite)
+    base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool = True, overwrite: bool = False,
+    terms: Terms = BATCHES_COMMAND,
+) -> BatchesResult:
+    """Predict every folder of ``jobs`` with one model and one Trainer; see the module doc. The folders'
+    results (on rank 0; the other ranks' is empty)."""
+    run = BatchRun(base_args, jobs, output_root, resume, overwrite, terms)
     run.prepare()
     for number, job in enumerate(run.jobs, 1):  # rank 0's list, on every rank
         run.run_folder(number, job)
@@ -104,37 +108,30 @@ class BatchRun:
     """anomalib's CLI objects (model, Engine, the writer), the folders, and the progress so far."""
 
     def __init__(
-        self, base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool, overwrite: bool = False
+        self, base_args: Sequence[str], jobs: list[FolderJob], output_root: str | Path, resume: bool, overwrite: bool = False,
+        terms: Terms = BATCHES_COMMAND,
     ) -> None:
-        from anomalib.cli.cli import AnomalibCLI
-
-        from anomalib_folder_ext.callbacks.writer import AnomalyMapWriter
-
         self.started = time.perf_counter()
         self.base_args, self.jobs, self.output_root, self.resume = list(base_args), jobs, Path(output_root), resume
-        self.first_args = list(jobs[0].args)
-        self.cli = AnomalibCLI([*base_args, *self.first_args], run=False)  # model, first datamodule, Engine
-        callbacks = self.cli.config_init.predict.trainer.callbacks or []
-        writers = [callback for callback in callbacks if isinstance(callback, AnomalyMapWriter)]
-        if len(writers) != 1:
-            msg = "a multi-folder run needs exactly one anomalib_folder_ext.callbacks.AnomalyMapWriter in trainer.callbacks"
-            raise InputError(msg)
-        self.writer = writers[0]
-        # --resume False: redo every folder; one line per folder here instead of the writer's, and one exit status
+        self.first_args, self.terms = list(jobs[0].args), terms
+        self.cli = anomalib_cli([*base_args, *self.first_args])  # model, first datamodule, Engine
+        self.writer = the_writer(self.cli, required=True)
+        # --resume False: redo every folder; one line per folder here instead of the writer's, and one ending
         self.overwrite = overwrite or self.writer.options.overwrite or not resume
-        self.writer.configure(resume=resume, overwrite=self.overwrite, announce=False)
+        self.writer.configure(terms=terms, resume=resume, overwrite=self.overwrite, announce=False)
         predict = self.cli.config.predict
         self.ckpt_path = predict.get("ckpt_path")
         self.settings = run_settings(self.writer.options, self.ckpt_path or getattr(self.cli.model, "model_file", None),
                                                      precision_name(predict.trainer.precision), backend_of(self.cli.model))
         # The Trainer now rather than at the first predict (anomalib's Engine makes it on demand, with
         # the same arguments): the other ranks join before the folders are read, to take rank 0's decisions.
-        self.cli.engine._setup_trainer(self.cli.model)  # noqa: SLF001
+        self.cli.engine._setup_trainer(self.cli.model)  # noqa: SLF001 - the Engine makes it only inside its calls
         self.strategy = self.cli.engine.trainer.strategy
         start_ranks(self.cli.engine.trainer)
-        liveness.watch(self.strategy, rerun="the same command" if resume else "the same command with --resume True")
+        liveness.watch(self.strategy, rerun=_rerun(terms, resume))
         self.jobs = decided_on_rank_zero(self.strategy, lambda: jobs)  # rank 0's view of the batch root
         self.reports: list[summary.BatchReport] = []
+        self.results: dict[str, FolderResult] = {}
         self.done_images = self.predicted_images = 0
         self.predict_seconds = 0.0
         self.loaded = False
@@ -194,7 +191,7 @@ class BatchRun:
             try:
                 job.datamodule.setup("predict")  # lists the images: a missing or empty folder stops the run here
             except InputError as exc:
-                raise InputError(f"{job.origin}: {exc}") from None
+                raise exc.prefixed(f"{job.origin}: ") from None
             job.listed_s = time.perf_counter() - listing
             self._plan_folder(job)
         check_folder_outputs([job.output for job in self.jobs], self.output_root)
@@ -204,7 +201,7 @@ class BatchRun:
                                            self.resume or self.overwrite,
                                            allow_other_files=self.writer.options.allow_other_files)
             except InputError as exc:
-                raise InputError(f"{job.origin}: {exc}") from None
+                raise exc.prefixed(f"{job.origin}: ") from None
         self.root = OutputRoot(self.output_root, [job.output for job in self.jobs], write=True)
         return [(job.datamodule.relative_paths, self._finished_earlier(job)) for job in self.jobs]
 
@@ -242,6 +239,7 @@ class BatchRun:
             self.predicted_images += report.predicted
             self.predict_seconds += seconds
         self.reports.append(report)
+        self.results[job.name] = FolderResult(out, tuple(rows), report.predicted, report.loop_s, record.get("startup_s"), status)
         self.done_images += len(job.names)
         _say(_batch_line(number, len(self.jobs), report, seconds, self.done_images, self.total_images,
                          self.predicted_images / self.predict_seconds if self.predicted_images else 0.0))
@@ -252,20 +250,19 @@ class BatchRun:
         if self.loaded:
             self.cli.engine.trainer.predict(self.cli.model, datamodule=job.datamodule, return_predictions=False)
             return
-        self.cli.engine.predict(
-            model=self.cli.model, datamodule=job.datamodule, ckpt_path=self.ckpt_path, return_predictions=False
-        )
+        self.cli.engine.predict(**{**predict_arguments(self.cli), "datamodule": job.datamodule, "return_predictions": False})
         self.loaded = True
         quiet = _QuietRepeats()
         for name in _RANK_ZERO_LOGGERS:
             logging.getLogger(name).addFilter(quiet)
 
-    def finish(self) -> int:
+    def finish(self) -> BatchesResult:
         """Rank 0: the combined files (this run's folders and those of earlier runs they covered), the
-        run's last line; the exit status (of this run's folders)."""
+        run's last line; the folders' results (:class:`NoImagePredicted` when none of this run's images was)."""
         liveness.finished()  # no rank needs another from here on
+        result = BatchesResult(self.output_root, self.results)
         if not _rank_zero():
-            return 0
+            return result
         every = [row for report in self.reports for row in report.rows]
         ok = sum(row.status == "ok" for row in every)
         earlier = self.root.earlier_reports()
@@ -289,7 +286,19 @@ class BatchRun:
         )
         first = next(((report, row) for report in self.reports for row in report.rows if row.status != "ok"), None)
         reason = f"{first[0].name}/{display_name(first[1].image)}: {first[1].error}" if first else ""
-        return report_failures(len(every), len(every) - ok, str(self.output_root / summary.ALL_CSV_NAME), reason)
+        try:
+            check_failures(len(every), len(every) - ok, str(self.output_root / summary.ALL_CSV_NAME), reason)
+        except NoImagePredicted as error:
+            error.result = result
+            raise
+        return result
+
+
+def _rerun(terms: Terms, resume: bool) -> str:
+    """What the line of a lost rank tells the user to run: the same command, or the same Python call."""
+    if terms in (BATCHES_COMMAND, PREDICT_COMMAND):
+        return "the same command" if resume else "the same command with --resume True"
+    return f"{terms.name} again" + ("" if resume else " with resume=True")
 
 
 def _batch_line(

@@ -1,54 +1,35 @@
-"""Handing a run to anomalib's own CLI, set up as the ``anomalib`` command sets itself up: one folder
-(``AnomalibCLI``), or many in one process (:mod:`~anomalib_folder_ext.run.batches`)."""
+"""Handing a config to anomalib's own CLI and Engine: one folder, or many in one process
+(:mod:`~anomalib_folder_ext.run.batches`). The command line and the Python front door both come here,
+so the two run the same config the same way; neither ends a process (a command's edge does)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def prepare_anomalib() -> None:
-    """What the ``anomalib`` command sets up before it runs: its logging, and our one-line errors.
+from anomalib_folder_ext.console import launched_by
+from anomalib_folder_ext.errors import Terms
+from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
+from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
 
-    The console is quieted first, so the warnings anomalib's own imports raise stay out too.
+
+def run_anomalib(args: Sequence[str], terms: Terms) -> FolderResult | None:
+    """One ``anomalib predict`` run of ``args``, as anomalib's CLI runs its subcommand; the writer's result.
+
+    ``terms``: how the caller spells the options its messages name.
     """
-    from anomalib_folder_ext.console import quiet_dependencies
-    from anomalib_folder_ext.errors import install_excepthook
-
-    quiet_dependencies()
-    install_excepthook()  # Ctrl-C during the imports: one line
-    import anomalib.cli.cli  # noqa: F401 - installs rich's traceback hook over ours
-    from anomalib.loggers import configure_logger
-
-    install_excepthook()  # wrap rich's again: input errors raised during the run stay one line
-    configure_logger()
-    quiet_dependencies()  # configure_logger doubled the root handlers and reset levels
+    with launched_by(terms):
+        cli = anomalib_cli(args)
+        writer = the_writer(cli)
+        if writer is not None:
+            writer.configure(terms=terms)
+        cli.engine.predict(**predict_arguments(cli))
+    return writer.result if writer is not None else None
 
 
-def run_anomalib(args: list[str]) -> None:
-    """Hand over to anomalib's own CLI, configured as the ``anomalib`` command does."""
-    prepare_anomalib()
-    from anomalib.cli.cli import AnomalibCLI
-
-    AnomalibCLI(args)
-
-
-def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool, overwrite: bool = False) -> int:
+def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool, overwrite: bool,
+                      terms: Terms) -> BatchesResult:
     """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.run.batches`)."""
-    prepare_anomalib()
     from anomalib_folder_ext.run.batches import run_batches
 
-    return run_batches(base, jobs, output_root, resume, overwrite)
-
-
-def one_line_errors(run, *args) -> int:  # noqa: ANN001
-    """Run anomalib; an input error found once it started (a checkpoint that does not fit, a folder's
-    override, a full disk) is one ``error:`` line and exit status 2, like the checks before it."""
-    from anomalib_folder_ext.errors import said_in_one_line
-
-    try:
-        status = run(*args)
-    except Exception as exc:
-        said = said_in_one_line(exc)
-        if said is None:
-            raise
-        return said
-    return status or 0
-
+    with launched_by(terms):
+        return run_batches(base, jobs, output_root, resume, overwrite, terms)

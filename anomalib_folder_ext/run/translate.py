@@ -1,20 +1,26 @@
-"""The old script's flags, translated into the ``anomalib predict`` config ``configs/folder.yaml`` holds.
+"""A run's options (:class:`~anomalib_folder_ext.run.spec.RunSpec`) as the ``anomalib predict`` config
+``configs/folder.yaml`` holds, and the old script's flags as a spec.
 
-Nothing here predicts: the result is handed to anomalib's own CLI (:mod:`~anomalib_folder_ext.run.launch`).
+Nothing here predicts: the config is handed to anomalib's own CLI (:mod:`~anomalib_folder_ext.run.launch`).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 from anomalib_folder_ext.options import Normalization, WriterOptions
+from anomalib_folder_ext.run.spec import RunSpec
 
 MODEL_CLASS = "anomalib.models.EfficientAd"
 EXPORTED_MODEL_CLASS = "anomalib_folder_ext.exportedmodel.ExportedModel"
 DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
 WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
 CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
+# Writer options the flags set; the rest keep their defaults in the config, as configs/folder.yaml has them.
+FLAG_WRITER_OPTIONS = ("save_as_npy", "save_as_image", "colormap", "normalization", "vmin", "vmax", "map_size",
+                       "save_overlay", "overlay_alpha", "report", "resume", "overwrite", "allow_other_files")
 
 
 def resolve_folder(options: argparse.Namespace) -> Path | None:
@@ -25,42 +31,48 @@ def resolve_folder(options: argparse.Namespace) -> Path | None:
     return None
 
 
-def predict_config(options: argparse.Namespace, checkpoint, folder: Path | None = None) -> dict:  # noqa: ANN001
-    """The ``anomalib predict`` config equivalent to ``options``: the shape of ``configs/folder.yaml``.
+def spec_from_flags(options: argparse.Namespace) -> RunSpec:
+    """The run the flags ask for, checked (an ``InputError`` names what is wrong)."""
+    writer = WriterOptions(**{name: getattr(options, name) for name in FLAG_WRITER_OPTIONS
+                              if name not in {"resume", "overwrite"}},
+                           resume=bool(options.resume), overwrite=bool(getattr(options, "overwrite", False)))
+    folder = resolve_folder(options)
+    return RunSpec(
+        model_path=options.model_path, folder_path=folder, output_dir=getattr(options, "output_dir", None),
+        image_size=options.image_size, batch_size=options.batch_size, recursive=options.recursive,
+        extensions=options.extensions, num_workers=options.num_workers, max_pixels=options.max_pixels,
+        accelerator=options.accelerator, devices=options.devices, precision=options.precision, writer=writer,
+    )
 
-    ``folder`` defaults to the one the options name; a multi-folder run sets it per folder.
+
+def predict_config(spec: RunSpec, checkpoint, folder: Path | None = None) -> dict:  # noqa: ANN001
+    """The ``anomalib predict`` config equivalent to ``spec``: the shape of ``configs/folder.yaml``.
+
+    ``folder`` defaults to the spec's; a multi-folder run sets it per folder.
     """
-    folder = folder or resolve_folder(options)
+    folder = folder or spec.folder
     data = {"folder_path": str(folder)} if folder else {}
-    data |= {
-        "batch_size": options.batch_size,
-        "recursive": options.recursive,
-        "extensions": list(options.extensions),
-    }
-    if getattr(options, "output_dir", None):
-        data["output_dir"] = options.output_dir
-    if options.image_size:
-        data["image_size"] = list(options.image_size)
-    if options.num_workers is not None:
-        data["num_workers"] = options.num_workers
-    if options.max_pixels is not None:
-        data["max_pixels"] = options.max_pixels
-    devices = options.devices
+    data |= {"batch_size": spec.batch_size, "recursive": spec.recursive, "extensions": list(spec.extensions)}
+    if spec.output_dir:
+        data["output_dir"] = str(spec.output_dir)
+    if spec.image_size:
+        data["image_size"] = list(spec.image_size)
+    if spec.num_workers is not None:
+        data["num_workers"] = spec.num_workers
+    if spec.max_pixels is not None:
+        data["max_pixels"] = spec.max_pixels
     return {
         **model_config(checkpoint),
         "data": {"class_path": DATA_CLASS, "init_args": data},
         "return_predictions": False,
         "trainer": {
-            "accelerator": options.accelerator,
-            "devices": int(devices) if str(devices).isdigit() else devices,
-            "precision": options.precision,
+            "accelerator": spec.accelerator,
+            "devices": spec.devices,
+            "precision": spec.precision,
             "logger": False,
             "callbacks": [
                 {"class_path": CHANNELS_LAST_CLASS},
-                {
-                    "class_path": WRITER_CLASS,
-                    "init_args": writer_init_args(writer_options(options)),
-                }
+                {"class_path": WRITER_CLASS, "init_args": writer_init_args(spec.writer)},
             ],
         },
     }
@@ -85,34 +97,19 @@ def model_config(checkpoint) -> dict:  # noqa: ANN001
     }
 
 
-def writer_options(options: argparse.Namespace) -> WriterOptions:
-    """The writer's options the flags ask for, checked (an ``InputError`` names what is wrong)."""
-    return WriterOptions(
-        save_as_npy=options.save_as_npy, save_as_image=options.save_as_image, colormap=options.colormap,
-        normalization=options.normalization, vmin=options.vmin, vmax=options.vmax, map_size=options.map_size,
-        save_overlay=options.save_overlay, overlay_alpha=options.overlay_alpha, report=options.report,
-        resume=bool(options.resume), overwrite=bool(getattr(options, "overwrite", False)),
-        allow_other_files=options.allow_other_files,
-    )
-
-
 def writer_init_args(writer: WriterOptions) -> dict:
-    """The writer's ``init_args`` in the config: the options the flags set (the rest keep their defaults)."""
+    """The writer's ``init_args`` in the config: the options the flags set, and any other the caller changed
+    (the rest keep their defaults). ``vmin`` and ``vmax`` only with ``normalization: fixed``."""
+    defaults = WriterOptions()
     fixed = writer.normalization is Normalization.fixed
-    return {
-        "save_as_npy": writer.save_as_npy,
-        "save_as_image": writer.save_as_image,
-        "colormap": writer.colormap,
-        "normalization": writer.normalization.value,
-        **({"vmin": writer.vmin, "vmax": writer.vmax} if fixed else {}),
-        "map_size": writer.map_size.value,
-        "save_overlay": writer.save_overlay,
-        "overlay_alpha": writer.overlay_alpha,
-        "report": writer.report,
-        "resume": writer.resume,
-        "overwrite": writer.overwrite,
-        "allow_other_files": writer.allow_other_files,
-    }
+    values = {}
+    for option in fields(WriterOptions):
+        name, value = option.name, getattr(writer, option.name)
+        if name in {"vmin", "vmax"} and not fixed:
+            continue
+        if name in FLAG_WRITER_OPTIONS or value != getattr(defaults, name):
+            values[name] = getattr(value, "value", str(value) if isinstance(value, Path) else value)
+    return values
 
 
 def inline_config(config: dict) -> list[str]:
@@ -121,9 +118,9 @@ def inline_config(config: dict) -> list[str]:
     return ["--config", yaml.safe_dump(config, sort_keys=False)]
 
 
-def anomalib_predict_args(options: argparse.Namespace, checkpoint) -> list[str]:  # noqa: ANN001
-    """The ``anomalib predict`` arguments for ``options``: one inline ``--config``, as a file would hold."""
-    return ["predict", *inline_config(predict_config(options, checkpoint))]
+def anomalib_predict_args(spec: RunSpec, checkpoint) -> list[str]:  # noqa: ANN001
+    """The ``anomalib predict`` arguments for ``spec``: one inline ``--config``, as a file would hold."""
+    return ["predict", *inline_config(predict_config(spec, checkpoint))]
 
 
 def writer_flags(options: argparse.Namespace) -> list[str]:
@@ -134,4 +131,3 @@ def writer_flags(options: argparse.Namespace) -> list[str]:
         if getattr(options, name, None):
             flags += [f"--trainer.callbacks.init_args.{name}", "true"]
     return flags
-

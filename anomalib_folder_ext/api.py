@@ -1,0 +1,159 @@
+"""The front door for Python: a notebook, a script or a pipeline task runs what the commands run.
+
+Each call builds the same ``anomalib predict`` config as ``anomalib-folder`` and hands it to
+anomalib's CLI and Engine (:mod:`~anomalib_folder_ext.run.launch`), so a call and a command cannot
+diverge. A call returns a result read from the files the run wrote, raises typed errors
+(:mod:`anomalib_folder_ext.errors`) whose messages name the argument to change
+(``predict_folder(..., overwrite=True)``), and never ends the caller's process nor changes its
+exception hook or logging. anomalib's and Lightning's start-up chatter is kept out while the call
+runs (``verbose=True`` shows it).
+
+Example:
+    >>> from anomalib_folder_ext import predict_folder
+    >>> result = predict_folder("batch_01", "model.ckpt", batch_size=16, save_as_image=False)  # doctest: +SKIP
+    >>> result.images, result.failed, result.top(3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from anomalib_folder_ext.errors import PREDICT_BATCHES, PREDICT_FOLDER, InputError, Terms, Worded
+from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.run.spec import RunSpec
+
+_RUN_NAMES = [option.name for option in fields(RunSpec) if option.name != "writer"]
+_WRITER_NAMES = [option.name for option in fields(WriterOptions) if option.name != "output_dir"]
+
+
+def run_spec(**options: object) -> RunSpec:
+    """A :class:`RunSpec` from keyword arguments: any run option or writer option by its name."""
+    unknown = sorted(set(options) - set(_RUN_NAMES) - set(_WRITER_NAMES))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], [*_RUN_NAMES, *_WRITER_NAMES], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise InputError(f"{unknown[0]}: no such option{hint}", option=unknown[0])
+    writer = WriterOptions(**{name: options.pop(name) for name in list(options) if name in _WRITER_NAMES})
+    return RunSpec(**options, writer=writer)
+
+
+def predict_folder(folder_path: str | Path, model_path: str | Path, output_dir: str | Path | None = None, *,
+                   verbose: bool = False, **options: object):  # noqa: ANN201 - FolderResult (typed below)
+    """Predict every image of ``folder_path`` with the checkpoint (or export) ``model_path``.
+
+    ``options``: any option of the datamodule and trainer (``batch_size``, ``recursive``, ``devices``,
+    ``precision``, ...) or of the writer (``save_as_image``, ``normalization``, ``resume``, ``overwrite``,
+    ...), as the flags of ``anomalib-folder predict`` name them. Returns the folder's
+    :class:`~anomalib_folder_ext.outputs.result.FolderResult`.
+    """
+    from anomalib_folder_ext.run import launch, preflight
+    from anomalib_folder_ext.run.translate import anomalib_predict_args
+
+    with _front_door(PREDICT_FOLDER, verbose):
+        spec = run_spec(folder_path=folder_path, model_path=model_path, output_dir=output_dir, **options)
+        _one_of(spec.writer.resume, spec.writer.overwrite)
+        args = anomalib_predict_args(spec, preflight.check_inputs(spec))
+        return launch.run_anomalib(args, PREDICT_FOLDER)
+
+
+def predict_batches(root: str | Path, model_path: str | Path, output_root: str | Path = ".", *,
+                    only: Sequence[str] | None = None, resume: bool = True, verbose: bool = False,
+                    **options: object):  # noqa: ANN201 - BatchesResult
+    """Predict every batch folder under ``root`` (``batch_01``, ...) with one model load, into ``output_root``.
+
+    Resumable as ``anomalib-folder batches`` is: a folder an earlier call finished is skipped, an
+    unfinished one predicts only what is left (``resume=False`` redoes everything). ``only``: these
+    batch folders. ``options`` as for :func:`predict_folder`. Returns the
+    :class:`~anomalib_folder_ext.outputs.result.BatchesResult`.
+    """
+    from anomalib_folder_ext.run import launch, preflight
+
+    with _front_door(PREDICT_BATCHES, verbose):
+        spec = run_spec(model_path=model_path, resume=resume, **options)
+        overwrite = spec.writer.overwrite
+        base, jobs = preflight.root_jobs(Path(root), spec, Path(output_root), only)
+        return launch.run_batch_folders(base, jobs, str(output_root), resume and not overwrite, overwrite,
+                                        PREDICT_BATCHES)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An export: its graph file (the directory holds ``export.json`` too) and how close it is to the checkpoint."""
+
+    path: Path  # model.xml or model.onnx; predict_folder takes it, or its directory, as model_path
+    format: str
+    precision: str
+    map_difference: float  # largest absolute difference of a map to the checkpoint's, on the check's images
+    score_difference: float
+
+
+def export_model(model_path: str | Path, out: str | Path, format: str = "openvino", precision: str = "fp32",  # noqa: A002
+                 calibration_folder: str | Path | None = None, *, verbose: bool = False) -> ExportResult:
+    """Export the checkpoint ``model_path`` for CPU inference into ``out``, checked against the checkpoint
+    (``anomalib-folder export``): ``format`` openvino or onnx, ``precision`` fp32, fp16 or int8 (OpenVINO)."""
+    with _front_door(PREDICT_FOLDER, verbose):
+        from anomalib_folder_ext.run.export import export_checkpoint
+
+        graph, parity = export_checkpoint(model_path, format, out, precision,
+                                          Path(calibration_folder) if calibration_folder else None)
+        return ExportResult(graph, format, precision, parity.map_difference, parity.score_difference)
+
+
+def _one_of(resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise InputError("resume=True continues the earlier run, overwrite=True replaces it: choose one", option="resume")
+
+
+@contextmanager
+def _front_door(terms: Terms, verbose: bool) -> Iterator[None]:
+    """A call's run: quiet unless ``verbose``, messages in the call's terms, Ctrl-C as the caller had it,
+    and anomalib's CLI refusing a config an error, not the end of the process."""
+    from anomalib_folder_ext.console import quieted
+
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    hook = sys.excepthook  # anomalib's CLI installs rich's traceback handler as it is imported
+    try:
+        with quieted(not verbose):
+            yield
+    except Worded as error:  # InputError, NoImagePredicted, RankLost, RunInterrupted: in this call's terms
+        error.terms = terms
+        raise
+    except SystemExit as exit_info:  # jsonargparse ends on a config it refuses, having said why on stderr
+        msg = f"anomalib's CLI refused the run's config (exit status {exit_info.code}); its message is above"
+        raise InputError(msg) from None
+    finally:
+        sys.excepthook = hook
+        if handler is not None:  # Lightning ignores SIGINT from the first Ctrl-C on
+            signal.signal(signal.SIGINT, handler)
+
+
+def _signature(function, names: list[str], defaults: dict) -> inspect.Signature:  # noqa: ANN001
+    """The call's signature with every option a keyword (one list: the spec's and the writer's fields)."""
+    base = inspect.signature(function)
+    keep = [parameter for parameter in base.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
+    taken = {parameter.name for parameter in keep}
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults[name], "value", defaults[name]))
+             for name in names if name not in taken]
+    return base.replace(parameters=[*keep, *extra])
+
+
+def _option_defaults() -> dict:
+    from anomalib_folder_ext.options import option_defaults
+    from anomalib_folder_ext.run.spec import spec_defaults
+
+    return {**spec_defaults(), **option_defaults()}
+
+
+predict_folder.__signature__ = _signature(predict_folder, [*_RUN_NAMES, *_WRITER_NAMES], _option_defaults())
+predict_batches.__signature__ = _signature(
+    predict_batches, [name for name in [*_RUN_NAMES, *_WRITER_NAMES] if name not in {"folder_path", "output_dir"}],
+    _option_defaults())

@@ -1,0 +1,94 @@
+"""The Python paths, in this process: the front door against the command, anomalib's own Engine.predict with
+the datamodule and the writer (resume, overwrite, a reused dir), and errors that arrive as exceptions."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import run_here, write_images
+
+pytestmark = pytest.mark.slow
+
+IMAGES = {f"part_{index}.png": ((256, 256), "PNG") for index in range(4)}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("python_api")
+    write_images(root / "batch_01", IMAGES)
+    return root / "batch_01"
+
+
+def test_the_front_door_writes_what_the_command_writes(checkpoint, folder, tmp_path):
+    from anomalib_folder_ext import predict_folder
+
+    command = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                        "--output_dir", str(tmp_path / "command"), "--batch_size", "2", "--normalization", "model"],
+                       cwd=tmp_path)
+    assert command.returncode == 0, command.stderr
+    result = predict_folder(folder, checkpoint, tmp_path / "python", batch_size=2, normalization="model")
+    assert (tmp_path / "python" / "results.csv").read_bytes() == (tmp_path / "command" / "results.csv").read_bytes()
+    assert result.images == 4 and result.predicted == 4 and result.output_dir == tmp_path / "python"
+    for row in result.rows:
+        assert (tmp_path / "python" / row.npy).read_bytes() == (tmp_path / "command" / row.npy).read_bytes()
+
+
+def _engine_run(checkpoint, folder, output_dir, **writer_options):
+    from anomalib.engine import Engine
+    from anomalib.models import EfficientAd
+
+    from anomalib_folder_ext import AnomalyMapWriter, ChannelsLast, FolderDataModule
+
+    writer = AnomalyMapWriter(save_as_image=False, **writer_options)
+    engine = Engine(callbacks=[ChannelsLast(), writer], logger=False)
+    engine.predict(model=EfficientAd(visualizer=False), ckpt_path=checkpoint,
+                   datamodule=FolderDataModule(folder_path=folder, output_dir=output_dir, batch_size=2))
+    return writer
+
+
+def test_engine_predict_resumes_overwrites_and_refuses_in_python_terms(checkpoint, folder, tmp_path):
+    from anomalib_folder_ext import OutputDirError
+
+    hook = sys.excepthook
+    first = _engine_run(checkpoint, folder, tmp_path / "out")
+    assert first.result.images == 4 and first.result.predicted == 4
+    resumed = _engine_run(checkpoint, folder, tmp_path / "out", resume=True)  # the Engine's ckpt_path is the same model
+    assert resumed.result.images == 4 and resumed.result.predicted == 0
+    with pytest.raises(OutputDirError) as refused:
+        _engine_run(checkpoint, folder, tmp_path / "out")
+    assert "AnomalyMapWriter(overwrite=True)" in str(refused.value) and refused.value.option == "output_dir"
+    assert "AnomalyMapWriter(resume=True)" in str(refused.value) and "--trainer" not in str(refused.value)
+    again = _engine_run(checkpoint, folder, tmp_path / "out", overwrite=True)
+    assert again.result.predicted == 4
+    assert sys.excepthook is hook
+
+
+def test_resume_from_python_refuses_other_weights(checkpoint, folder, tmp_path):
+    from anomalib_folder_ext import InputError
+
+    _engine_run(checkpoint, folder, tmp_path / "out")
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(checkpoint.read_bytes() + b"\0")  # the same weights, another file content: another model
+    with pytest.raises(InputError, match="its earlier run used other weights"):
+        _engine_run(other, folder, tmp_path / "out", resume=True)
+
+
+def test_errors_arrive_as_exceptions_and_the_process_goes_on(checkpoint, tmp_path):
+    from anomalib_folder_ext import FolderInputError, InputError, NoImagePredicted, predict_folder
+
+    with pytest.raises(FolderInputError) as missing:
+        predict_folder(tmp_path / "nope", checkpoint)
+    assert missing.value.option == "folder_path" and str(missing.value).endswith("no such folder")
+    with pytest.raises(InputError, match="normalization fixed needs finite vmin < vmax"):
+        predict_folder(tmp_path, checkpoint, normalization="fixed")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.png", "b.png"):
+        (broken / name).write_bytes(b"not a png")
+    with pytest.raises(NoImagePredicted) as none:
+        predict_folder(broken, checkpoint, tmp_path / "out")
+    assert "none of the 2 images could be predicted" in str(none.value)
+    assert [row.image for row in none.value.result.failed] == ["a.png", "b.png"]
+    assert (tmp_path / "out" / "results.csv").is_file()
