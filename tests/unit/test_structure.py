@@ -130,3 +130,10 @@ def test_the_writers_hooks_are_glue():
         body = hook.body[1:] if ast.get_docstring(hook) else hook.body
         lines = body[-1].end_lineno - body[0].lineno + 1
         assert lines <= MAX_HOOK_LINES, f"AnomalyMapWriter.{hook.name}: {lines} lines"
+
+
+def test_the_unit_tests_mirror_the_subpackages():
+    unit = REPO / "tests" / "unit"
+    folders = {path.name for path in unit.iterdir() if path.is_dir() and not path.name.startswith(("_", "."))}
+    assert folders == set(SUBPACKAGES), f"tests/unit/ has {sorted(folders)}, the package {SUBPACKAGES}"
+    assert all(list((unit / folder).glob("test_*.py")) for folder in folders)

@@ -1,0 +1,46 @@
+"""What a model file is, read without building a model: exports told from checkpoints, and bad ones named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from anomalib_folder_ext.errors import ExportedModelError, InputError
+from anomalib_folder_ext.models import content_digest, is_exported, read_checkpoint
+from anomalib_folder_ext.models.exported import graph_file
+
+
+def test_exports_are_graph_files_or_folders(tmp_path):
+    assert not is_exported(tmp_path / "model.ckpt")
+    assert is_exported(tmp_path / "model.xml") and is_exported(tmp_path / "model.onnx") and is_exported(tmp_path)
+
+
+def test_an_export_folder_names_its_graph_or_is_refused_in_one_line(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"")
+    assert graph_file(tmp_path) == tmp_path / "model.onnx"
+    (tmp_path / "other.xml").write_bytes(b"")
+    with pytest.raises(ExportedModelError, match="found model.onnx, other.xml") as refused:
+        graph_file(tmp_path)
+    assert refused.value.option == "model_path"
+    (tmp_path / "export.json").write_text(json.dumps({"tool": "someone else"}))
+    with pytest.raises(ExportedModelError, match="not written by anomalib-folder export"):
+        graph_file(tmp_path)
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_naming_it(tmp_path):
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="model.ckpt"):
+        read_checkpoint(path)
+    with pytest.raises(InputError, match="no such file"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_the_content_digest_follows_the_bytes_not_the_name(tmp_path):
+    one, two = tmp_path / "one.ckpt", tmp_path / "two.ckpt"
+    one.write_bytes(b"weights")
+    two.write_bytes(b"weights")
+    assert content_digest(one) == content_digest(two)
+    two.write_bytes(b"other weights")
+    assert content_digest(one) != content_digest(two)
