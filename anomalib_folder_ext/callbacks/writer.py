@@ -74,7 +74,7 @@ class AnomalyMapWriter(Callback):
         self.options = WriterOptions(**options)
         self.announce = True  # the last line and the watch over the ranks; a multi-folder run has its own
         self.terms: Terms = caller_terms()  # how messages name an option: a flag, a config key, an argument
-        self.checkpoint: str | None = None  # the last run's (a script may not name it again)
+        self.checkpoint: str | None = None  # the last run's: a script's next predict may not name it again
         self.plan: RunPlan | None = None  # what this run writes and what an earlier run finished
         self.result: FolderResult | None = None  # the last run's results, on rank 0, once it finished
         self._run_config: object = None  # this folder's own config, in a multi-folder run
@@ -113,7 +113,7 @@ class AnomalyMapWriter(Callback):
             return
         self._reset()
         named = checked_checkpoint(trainer)
-        self.checkpoint, self._checkpoint_deferred = named or self.checkpoint, named is None and self.checkpoint is None
+        self.checkpoint, self._checkpoint_deferred = named or self.checkpoint, named is None
         if self.announce:  # a multi-folder run watches the ranks itself
             liveness.watch(trainer.strategy, rerun=self.terms.render(f"it again with {option_hint('resume')}"))
         datamodule = trainer.datamodule
@@ -214,9 +214,9 @@ class AnomalyMapWriter(Callback):
     def _settle_checkpoint(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """A script's ``Engine.predict(ckpt_path=...)`` names the checkpoint only as its weights load: its
         settings now, and on rank 0 (where the earlier run was read) resume's check of them."""
-        if self._checkpoint_deferred:
+        if self._checkpoint_deferred:  # without one this time, the weights are the last run's (the model kept them)
             self._checkpoint_deferred = False
-            self.checkpoint = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
+            self.checkpoint = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else self.checkpoint
             self.plan.settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
             if trainer.is_global_zero:
                 self._run_dir.check_settings(self.plan.settings)
