@@ -31,10 +31,12 @@ def test_a_message_names_the_option_as_each_caller_spells_it():
 
 
 def test_importing_the_package_changes_no_hook_and_loads_no_model_code():
-    code = ("import sys; hook = sys.excepthook; import anomalib_folder_ext, anomalib_folder_ext.callbacks; "
-            "print(sys.excepthook is hook, 'anomalib.cli.cli' in sys.modules)")
+    """The package and the command's start: no hook, no logging set up, not even torch (a bad path costs a line)."""
+    code = ("import logging, sys; hook, handlers = sys.excepthook, list(logging.getLogger().handlers); "
+            "import anomalib_folder_ext, anomalib_folder_ext.cli, anomalib_folder_ext.images, anomalib_folder_ext.models; "
+            "print(sys.excepthook is hook, logging.getLogger().handlers == handlers, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 0 and result.stdout.split() == ["True", "False"], result.stderr
+    assert result.returncode == 0 and result.stdout.split() == ["True", "True", "False"], result.stderr
 
 
 def test_uncaught_input_error_prints_one_line_and_exits_2_after_the_exit_handlers():
