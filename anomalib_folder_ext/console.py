@@ -90,44 +90,24 @@ def quiet_training() -> Iterator[None]:
         anomalib_logger.setLevel(level)
 
 
-# While ``anomalib-folder`` or the Python front door runs a config, the terms its messages use; ``None``
-# otherwise. Set only by :func:`launched_by`: the classes anomalib's CLI builds from that config tell
-# our own launch from a plain ``anomalib predict``, which has no edge of ours.
-_launcher: Terms | None = None
-
-
-@contextmanager
-def launched_by(terms: Terms) -> Iterator[None]:
-    """Our own launcher runs a config for the caller whose ``terms`` its messages use."""
-    global _launcher  # noqa: PLW0603 - one launch at a time in a process
-    previous, _launcher = _launcher, terms
-    try:
-        yield
-    finally:
-        _launcher = previous
-
-
 def _plain_anomalib_cli() -> bool:
-    """Whether plain ``anomalib predict``, not one of our launchers nor a script, is building our classes.
-    anomalib tells the classes it instantiates nothing of who asked, so the process is asked: it is the
-    ``anomalib`` command (its console script) and that command's CLI is loaded. A script or a notebook that
-    once ran anomalib's CLI in-process is neither."""
-    return (_launcher is None and Path(sys.argv[0] if sys.argv else "").name == "anomalib"
-            and "anomalib.cli.cli" in sys.modules)
+    """Whether plain ``anomalib predict`` is building our classes, not ``anomalib-folder``, the Python front
+    door or a script. anomalib tells the classes it instantiates nothing of who asked, so the process is
+    asked: it is the ``anomalib`` command (its console script, also in each DDP rank it starts) and that
+    command's CLI is loaded. A notebook that once ran anomalib's CLI in-process is not."""
+    return Path(sys.argv[0] if sys.argv else "").name == "anomalib" and "anomalib.cli.cli" in sys.modules
 
 
 def caller_terms() -> Terms:
-    """How the messages of a writer made now name its options: as our launcher's caller spells them,
-    as ``anomalib predict``'s flags, or (a script's own ``AnomalyMapWriter``) as Python arguments."""
-    if _launcher is not None:
-        return _launcher
+    """How the messages of a writer made now name its options: as ``anomalib predict``'s flags, or (a script's
+    own ``AnomalyMapWriter``) as Python arguments; our launchers then say their caller's (``configure``)."""
     return ANOMALIB_PREDICT if _plain_anomalib_cli() else WRITER
 
 
 def at_anomalib_cli_edge() -> None:
     """For the classes ``anomalib predict`` instantiates from a config: quiet its console and make its
     edge ours (one line and an exit status for our errors); never for a script or a notebook that
-    builds them itself, and not when our own launcher runs the config (it has its edge)."""
+    builds them itself, nor under ``anomalib-folder`` (it has its edge)."""
     if _plain_anomalib_cli():
         quiet_dependencies()
         # The one import up the stages: plain `anomalib predict` reaches the edge we give it from here.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from anomalib_folder_ext.console import launched_by
 from anomalib_folder_ext.errors import Terms
 from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
 from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
@@ -17,12 +16,11 @@ def run_anomalib(args: Sequence[str], terms: Terms) -> FolderResult | None:
 
     ``terms``: how the caller spells the options its messages name.
     """
-    with launched_by(terms):
-        cli = anomalib_cli(args)
-        writer = the_writer(cli)
-        if writer is not None:
-            writer.configure(terms=terms)
-        cli.engine.predict(**predict_arguments(cli))
+    cli = anomalib_cli(args)
+    writer = the_writer(cli)
+    if writer is not None:
+        writer.configure(terms=terms)
+    cli.engine.predict(**predict_arguments(cli))
     return writer.result if writer is not None else None
 
 
@@ -31,5 +29,4 @@ def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: boo
     """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.run.batches`)."""
     from anomalib_folder_ext.run.batches import run_batches
 
-    with launched_by(terms):
-        return run_batches(base, jobs, output_root, resume, overwrite, terms)
+    return run_batches(base, jobs, output_root, resume, overwrite, terms)
