@@ -75,14 +75,14 @@ def predict_batches(root: str | Path, model_path: str | Path, output_root: str |
     batch folders. ``options`` as for :func:`predict_folder`. Returns the
     :class:`~anomalib_folder_ext.outputs.result.BatchesResult`.
     """
-    from anomalib_folder_ext.run import launch, preflight
+    from anomalib_folder_ext.run import preflight
+    from anomalib_folder_ext.run.batches import run_batches
 
     with _front_door(PREDICT_BATCHES, verbose):
         spec = run_spec(model_path=model_path, resume=resume, **options)
         overwrite = spec.writer.overwrite
         base, jobs = preflight.root_jobs(Path(root), spec, Path(output_root), only)
-        return launch.run_batch_folders(base, jobs, str(output_root), resume and not overwrite, overwrite,
-                                        PREDICT_BATCHES)
+        return run_batches(base, jobs, output_root, resume and not overwrite, overwrite, PREDICT_BATCHES)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from lightning.pytorch import Trainer
 
 from anomalib_folder_ext.outputs import artifacts, journal, summary
 from anomalib_folder_ext.console import check_failures, count, say
+from anomalib_folder_ext.errors import NoImagePredicted
 from anomalib_folder_ext.options import Normalization, WriterOptions
 from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.callbacks.runinfo import (
     LoopClock,
     RankReport,
@@ -36,15 +38,17 @@ class FolderFinish:
         self.options, self.directory, self.plan = options, directory, plan
         self.checkpoint, self.announce = checkpoint, announce
 
-    def run(self, trainer: Trainer, mine: dict[str, summary.ImageResult], clock: LoopClock) -> None:
-        """Gather every rank's rows on rank 0, which writes the files and says the last line.
+    def run(self, trainer: Trainer, mine: dict[str, summary.ImageResult], clock: LoopClock) -> FolderResult | None:
+        """Gather every rank's rows on rank 0, which writes the files and says the last line; the folder's
+        result on rank 0 (``None`` on the others), as :meth:`FolderResult.read` would read it back.
 
-        Raises :class:`~anomalib_folder_ext.errors.NoImagePredicted` when no image succeeded, once every file is written.
+        Raises :class:`~anomalib_folder_ext.errors.NoImagePredicted` (with the result) when no image
+        succeeded, once every file is written.
         """
         reports = gather_to_rank_zero(RankReport(list(mine.values()), clock.startup_s(), clock.loop_s(),
                                                  *peak_memory_mib(trainer)))
         if not trainer.is_global_zero:
-            return
+            return None
         merged = dict(self.plan.earlier)
         merged.update((row.image, row) for report in reports for row in report.rows)
         rows = [merged[name] for name in self.plan.names if name in merged]
@@ -68,11 +72,17 @@ class FolderFinish:
             "precision": str(trainer.precision),
             "ranks": [report.record() for report in reports],
         })
+        result = FolderResult(self.directory.path, tuple(rows), predicted, round(loop_s, 3), reports[0].startup_s)
         if self.announce:
             progress = trainer.progress_bar_callback
             if progress is not None:  # finish the bar first: the last line goes below it
                 progress.teardown(trainer, trainer.lightning_module, "predict")
-            say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report))
+            try:
+                say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report))
+            except NoImagePredicted as error:
+                error.result = result
+                raise
+        return result
 
     def parameters(self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport],
                    predicted: int, loop_s: float) -> dict[str, object]:

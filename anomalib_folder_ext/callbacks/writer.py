@@ -200,11 +200,9 @@ class AnomalyMapWriter(Callback):
         try:
             self._settle_checkpoint(trainer, pl_module)  # a rank with no batch to predict ran no on_predict_start
             finish = FolderFinish(self.options, self._run_dir.directory, self.plan, self.checkpoint, self.announce)
-            finish.run(trainer, self._rows(), self._clock)
-            if trainer.is_global_zero:
-                self.result = FolderResult.read(self._run_dir.output_dir)
+            self.result = finish.run(trainer, self._rows(), self._clock)
         except NoImagePredicted as error:
-            self.result = error.result = FolderResult.read(self._run_dir.output_dir)
+            self.result = error.result
             raise
         finally:
             self._release(failed=False)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from anomalib_folder_ext.cli.edge import install_excepthook, stop_for
+from anomalib_folder_ext.cli.edge import install_excepthook, one_line_message, stop_for
 from anomalib_folder_ext.cli.parser import build_parser
 from anomalib_folder_ext.errors import BATCHES_COMMAND, PREDICT_COMMAND, Terms
 
@@ -147,7 +147,9 @@ def _predict(options: argparse.Namespace, spec: object, passthrough: list[str], 
         if options.print_config:
             launch.run_anomalib([*base, *jobs[0].args, "--print_config"], terms)
             return 0
-        return _ended_here(terms, launch.run_batch_folders, base, jobs, options.output_root, options.resume,
+        from anomalib_folder_ext.run.batches import run_batches
+
+        return _ended_here(terms, run_batches, base, jobs, options.output_root, options.resume,
                            bool(getattr(options, "overwrite", False)), terms)
     if options.print_config:
         args.append("--print_config")
@@ -187,5 +189,4 @@ def _ended_here(terms: Terms, run, *args) -> int:  # noqa: ANN001
 def _message(exc: BaseException, terms: Terms) -> str:
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
-    template = getattr(exc, "template", None)
-    return terms.render(template) if template is not None else str(exc)
+    return one_line_message(exc, terms) or str(exc)

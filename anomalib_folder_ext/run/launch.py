@@ -1,5 +1,5 @@
-"""Handing a config to anomalib's own CLI and Engine: one folder, or many in one process
-(:mod:`~anomalib_folder_ext.run.batches`). The command line and the Python front door both come here,
+"""Handing a one-folder config to anomalib's own CLI and Engine (many folders in one process:
+:mod:`~anomalib_folder_ext.run.batches`). The command line and the Python front door both come here,
 so the two run the same config the same way; neither ends a process (a command's edge does)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from anomalib_folder_ext.errors import Terms
-from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
+from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
 
 
@@ -22,11 +22,3 @@ def run_anomalib(args: Sequence[str], terms: Terms) -> FolderResult | None:
         writer.configure(terms=terms)
     cli.engine.predict(**predict_arguments(cli))
     return writer.result if writer is not None else None
-
-
-def run_batch_folders(base: list[str], jobs: list, output_root: str, resume: bool, overwrite: bool,
-                      terms: Terms) -> BatchesResult:
-    """Many folders through anomalib's CLI and Engine in this one process (:mod:`anomalib_folder_ext.run.batches`)."""
-    from anomalib_folder_ext.run.batches import run_batches
-
-    return run_batches(base, jobs, output_root, resume, overwrite, terms)
