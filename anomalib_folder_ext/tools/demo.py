@@ -22,10 +22,12 @@ import numpy as np
 from anomalib_folder_ext.console import quiet_training
 from anomalib_folder_ext.outputs.summary import read_results
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 SEED = 0
 CROP = 256
-TRAIN_IMAGES = 40
+# 20 steps: image / pixel AUROC 1.000 / 0.985 on the demo folder, against 1.000 / 0.993 after 40, in half
+# the time (a training step of EfficientAd-S takes seconds on a CPU core)
+TRAIN_IMAGES = 20
 TRAIN_STEPS = TRAIN_IMAGES  # one epoch: validation (quantiles, thresholds) runs at its end
 VAL_NORMAL, VAL_DEFECT = 10, 6
 DEMO_NORMAL, DEMO_DEFECT = 10, 10

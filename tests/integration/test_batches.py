@@ -17,7 +17,7 @@ from conftest import REPO, command_env, run_cli, run_here, write_images
 
 pytestmark = pytest.mark.slow
 
-SOURCE = {f"part{index}.png": ((64, 64), "PNG") for index in range(1, 26)}
+SOURCE = {f"part{index}.png": ((64, 64), "PNG") for index in range(1, 14)}
 DDP = ["--accelerator", "cpu", "--devices", "2", "--trainer.strategy", "ddp"]
 
 
@@ -33,10 +33,10 @@ def npy_bytes(output_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def job(checkpoint, tmp_path_factory):
-    """25 images split 10/10/5, then all three folders predicted by one `batches` process."""
+    """13 images split 5/5/3, then all three folders predicted by one `batches` process."""
     work = tmp_path_factory.mktemp("batches")
     write_images(work / "source", SOURCE, seed=3)
-    split = run_cli(["anomalib-folder", "split", "source", "--size", "10", "--out", "root"], cwd=work)
+    split = run_cli(["anomalib-folder", "split", "source", "--size", "5", "--out", "root"], cwd=work)
     assert split.returncode == 0, split.stderr
     result = batches(work / "root", checkpoint, "out", "--verbose", cwd=work)  # verbose: Lightning's own lines show
     assert result.returncode == 0, result.stderr[-4000:]
@@ -47,23 +47,23 @@ def test_one_process_predicts_three_folders_with_one_checkpoint_load(job):
     work, result = job
     out = work / "out"
     counts = {name: len(read_results(out / f"inference_results_{name}")) for name in ("batch_01", "batch_02", "batch_03")}
-    assert counts == {"batch_01": 10, "batch_02": 10, "batch_03": 5}
+    assert counts == {"batch_01": 5, "batch_02": 5, "batch_03": 3}
     for name in counts:
         assert len(list((out / f"inference_results_{name}").glob("*_anomaly.npy"))) == counts[name]
         assert (out / f"inference_results_{name}" / "config.yaml").read_text().count(f"root/{name}") == 1
     combined = read_results_file(out / "all_batches.csv")
-    assert len(combined) == 25 and [r["batch"] for r in combined] == ["batch_01"] * 10 + ["batch_02"] * 10 + ["batch_03"] * 5
+    assert len(combined) == 13 and [r["batch"] for r in combined] == ["batch_01"] * 5 + ["batch_02"] * 5 + ["batch_03"] * 3
     assert combined[0]["image"] == "part1.png" and combined[0]["npy"] == "inference_results_batch_01/part1_anomaly.npy"
-    assert (out / combined[24]["npy"]).is_file()
+    assert (out / combined[12]["npy"]).is_file()
     summary = (out / "all_batches_summary.txt").read_text()
-    assert "25 (25 ok, 0 failed) in 3 batch folders" in summary and "Most anomalous images of all batch folders" in summary
+    assert "13 (13 ok, 0 failed) in 3 batch folders" in summary and "Most anomalous images of all batch folders" in summary
 
     output = result.stdout + result.stderr
     assert output.count("Restoring states from the checkpoint") == 1  # loaded once, for all three folders
     lines = [line for line in result.stdout.splitlines() if re.match(r"\[\d+/\d+\] batch_", line)]
     assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"]
-    assert "10/25 images, ETA" in lines[0] and "folder overhead" in lines[1]
-    assert result.stdout.strip().splitlines()[-1].startswith("done: 3 batch folders, 25 images (25 ok, 0 failed)")
+    assert "5/13 images, ETA" in lines[0] and "folder overhead" in lines[1]
+    assert result.stdout.strip().splitlines()[-1].startswith("done: 3 batch folders, 13 images (13 ok, 0 failed)")
 
 
 def read_results_file(path: Path) -> list[dict[str, str]]:
@@ -103,7 +103,7 @@ def test_the_split_configs_drive_anomalib_predict_and_predict_batches_alike(job,
     assert yaml_run.returncode == 0, yaml_run.stderr[-3000:]
     for name in ("batch_02", "batch_03"):
         assert read_results(work / "yaml_out" / f"inference_results_{name}") == read_results(work / "out" / f"inference_results_{name}")
-    assert len(read_results_file(work / "yaml_out" / "all_batches.csv")) == 15
+    assert len(read_results_file(work / "yaml_out" / "all_batches.csv")) == 8
 
 
 def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkpoint):
@@ -116,7 +116,7 @@ def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkp
     journal_file = work / "killed" / "inference_results_batch_01" / ".journal" / "rank0.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if journal_file.is_file() and journal_file.read_text().count("\n") >= 4:  # settings + 3 images
+        if journal_file.is_file() and journal_file.read_text().count("\n") >= 3:  # settings + 2 images
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
@@ -125,7 +125,7 @@ def test_killed_mid_folder_then_resumed_gives_the_clean_runs_results(job, checkp
 
     out = work / "killed" / "inference_results_batch_01"
     assert not (out / "results.csv").exists()
-    assert 2 <= len(list(out.glob("*_anomaly.npy"))) < 10
+    assert 2 <= len(list(out.glob("*_anomaly.npy"))) < 5
     for path in out.glob("*_anomaly.npy"):
         assert np.load(path).shape == (256, 256)  # nothing half-written under a final name
 
@@ -150,7 +150,7 @@ def test_two_ddp_ranks_over_two_folders_match_one_process(job, checkpoint):
         for path in npy_bytes(reference):
             assert np.abs(np.load(mine / path) - np.load(reference / path)).max() <= 1e-6
         assert "images per rank: " in (mine / "results_summary.txt").read_text()
-    assert len(read_results_file(work / "ddp" / "all_batches.csv")) == 15
+    assert len(read_results_file(work / "ddp" / "all_batches.csv")) == 8
     assert result.stdout.count("[1/2]") == 1  # one rank prints
     index = (work / "ddp" / "index.html").read_text()  # one page linking each folder's report
     for name in ("batch_01", "batch_03"):
@@ -182,7 +182,7 @@ def test_a_single_predict_with_resume_on_a_finished_folder_predicts_nothing(job,
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"{out.relative_to(work)}/: 5 images") and "5 from the earlier run" in last and "DataLoader" not in output
+    assert last.startswith(f"{out.relative_to(work)}/: 3 images") and "3 from the earlier run" in last and "DataLoader" not in output
     assert (out / "results.csv").read_bytes() == before
     assert {path: path.stat().st_mtime_ns for path in out.glob("*_anomaly.*")} == maps
-    assert "5 finished by an earlier run (resumed)" in (out / "results_summary.txt").read_text()
+    assert "3 finished by an earlier run (resumed)" in (out / "results_summary.txt").read_text()
