@@ -30,7 +30,7 @@ from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.run.spec import RunSpec
 
 _RUN_NAMES = [option.name for option in fields(RunSpec) if option.name != "writer"]
-_WRITER_NAMES = [option.name for option in fields(WriterOptions) if option.name != "output_dir"]
+_WRITER_NAMES = [option.name for option in fields(WriterOptions)]
 
 
 def run_spec(**options: object) -> RunSpec:

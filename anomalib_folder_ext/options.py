@@ -70,7 +70,6 @@ class WriterOptions:
         anomalib_folder_ext.errors.InputError: map_size 'huge': use model or original
     """
 
-    output_dir: Path | None = _option(None, "Where to write; null takes the datamodule's output_dir.")
     save_as_npy: bool = _option(True, "Write <stem>_anomaly.npy: the map, H x W float32 in [0, 1].")
     save_as_image: bool = _option(True, "Write <stem>_anomaly.png: the map through the colormap.")
     colormap: str = _option("jet", "Any matplotlib colormap, applied as a 256-entry lookup table.")
@@ -115,8 +114,6 @@ class WriterOptions:
                 allowed = choices(kind)
                 msg = f"{name} {value!r}: use {', '.join(allowed[:-1])} or {allowed[-1]}"
                 raise InputError(msg) from None
-        if self.output_dir is not None:
-            object.__setattr__(self, "output_dir", Path(self.output_dir))
         workers = self.write_workers if self.write_workers is not None else min(8, os.cpu_count() or 1)
         object.__setattr__(self, "write_workers", max(1, workers))
         problem = (fixed_range_problem(self.normalization.value, self.vmin, self.vmax)
@@ -156,6 +153,12 @@ def known_colormap(name: str) -> object:
     except KeyError:
         msg = f"unknown colormap {name!r}; use a matplotlib colormap name such as jet, viridis, inferno"
         raise InputError(msg) from None
+
+
+# The writer also takes output_dir, outside the options: the datamodule owns the output dir (a per-folder
+# override sets input and output together); the writer's only names it again, as saved configs do.
+OUTPUT_DIR_DOC = ("Must be null or the datamodule's output_dir: the output dir is set on the data "
+                  "(data.init_args.output_dir).")
 
 
 def option_docs() -> dict[str, str]:

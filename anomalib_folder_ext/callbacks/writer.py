@@ -23,7 +23,7 @@ from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms
 from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageBatch
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint
-from anomalib_folder_ext.options import WriterOptions, args_doc
+from anomalib_folder_ext.options import OUTPUT_DIR_DOC, WriterOptions, args_doc
 from anomalib_folder_ext.outputs import journal, outputdir
 from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.outputs.rundir import RunDirectory, output_dir_of
@@ -55,7 +55,10 @@ class AnomalyMapWriter(Callback):
             - class_path: anomalib_folder_ext.callbacks.AnomalyMapWriter
               init_args: {save_as_image: false}
 
-    The arguments are :class:`~anomalib_folder_ext.options.WriterOptions`, documented there (below).
+    The arguments are :class:`~anomalib_folder_ext.options.WriterOptions`, documented there (below),
+    and ``output_dir``: the output dir belongs to the datamodule (``FolderDataModule(output_dir=...)``,
+    ``data.init_args.output_dir``), where a per-folder override sets input and output together; the
+    writer takes ``output_dir`` so configs that name it still run, and refuses one naming another dir.
     """
 
     def __init__(  # one parameter per option of WriterOptions, as jsonargparse reads them
@@ -72,6 +75,7 @@ class AnomalyMapWriter(Callback):
         super().__init__()
         at_anomalib_cli_edge()
         self.options = WriterOptions(**options)
+        self.output_dir = Path(output_dir).expanduser() if output_dir else None  # only to check: see above
         self.announce = True  # the last line and the watch over the ranks; a multi-folder run has its own
         self.terms: Terms = caller_terms()  # how messages name an option: a flag, a config key, an argument
         self.checkpoint: str | None = None  # the last run's: a script's next predict may not name it again
@@ -116,11 +120,10 @@ class AnomalyMapWriter(Callback):
         self.checkpoint, self._checkpoint_deferred = named or self.checkpoint, named is None
         if self.announce:  # a multi-folder run watches the ranks itself
             liveness.watch(trainer.strategy, rerun=self.terms.render(f"it again with {option_hint('resume')}"))
-        datamodule = trainer.datamodule
-        folder = datamodule.folder_path if isinstance(datamodule, FolderDataModule) else None
-        outputs = OutputNames.for_options(self.options, [path.as_posix() for path in datamodule.relative_paths] if folder else [])
-        self._run_dir = run_dir = RunDirectory(output_dir_of(self.options.output_dir, datamodule), folder, outputs,
-                                               self.options, trainer.world_size)
+        datamodule = folder_data(trainer.datamodule)
+        outputs = OutputNames.for_options(self.options, [path.as_posix() for path in datamodule.relative_paths])
+        self._run_dir = run_dir = RunDirectory(output_dir_of(datamodule, self.output_dir), datamodule.folder_path,
+                                               outputs, self.options, trainer.world_size)
         settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
         try:
             self.plan = run_dir.open_on_every_rank(trainer.strategy, settings, self._checkpoint_deferred)
@@ -129,16 +132,12 @@ class AnomalyMapWriter(Callback):
         except BaseException:
             self._release(failed=True)
             raise
-        if folder is not None:  # what an earlier run finished is listed, not predicted again
-            datamodule.skip_images(self.plan.skip)
+        datamodule.skip_images(self.plan.skip)  # what an earlier run finished is listed, not predicted again
         # Lightning's own files (a logger, if one is configured) go with the results, not to ./results/...
         trainer._default_root_dir = str(self._run_dir.output_dir)  # noqa: SLF001 - the Trainer has no setter for it
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        datamodule = trainer.datamodule
-        if not isinstance(datamodule, FolderDataModule):
-            msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
-            raise TypeError(msg)
+        datamodule = folder_data(trainer.datamodule)
         self._settle_checkpoint(trainer, pl_module)
         options, directory = self.options, self._run_dir.directory
         self._scoring = Scoring.for_model(pl_module, options.normalization, options.vmin, options.vmax)
@@ -231,5 +230,14 @@ class AnomalyMapWriter(Callback):
             self._maps.close()
 
 
+def folder_data(datamodule: object) -> FolderDataModule:
+    """The run's data, which names the images and owns the output dir."""
+    if not isinstance(datamodule, FolderDataModule):
+        msg = "AnomalyMapWriter reads image names from anomalib_folder_ext.data.FolderDataModule; use it as --data"
+        raise TypeError(msg)
+    return datamodule
+
+
 # One source for the options' documentation: jsonargparse (`anomalib predict --help`) reads the Args.
-AnomalyMapWriter.__doc__ = f"{AnomalyMapWriter.__doc__.rstrip()}\n\n{args_doc()}"
+AnomalyMapWriter.__doc__ = (f"{AnomalyMapWriter.__doc__.rstrip()}\n\n{args_doc()}"
+                            f"        output_dir: {OUTPUT_DIR_DOC}\n")

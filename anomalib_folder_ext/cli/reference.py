@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from anomalib_folder_ext.options import option_defaults, option_docs
+from anomalib_folder_ext.options import OUTPUT_DIR_DOC, option_defaults, option_docs
 
 
 def _cell(text: str) -> str:
@@ -32,7 +32,8 @@ def _yaml_value(value: object) -> str:
 def writer_table() -> str:
     """Every writer option (``init_args`` of ``AnomalyMapWriter``): key, default, what it does."""
     defaults = option_defaults()
-    rows = [f"| `{name}` | {_yaml_value(defaults[name])} | {_cell(doc)} |" for name, doc in option_docs().items()]
+    rows = [f"| `output_dir` | null | {_cell(OUTPUT_DIR_DOC)} |"]
+    rows += [f"| `{name}` | {_yaml_value(defaults[name])} | {_cell(doc)} |" for name, doc in option_docs().items()]
     return "\n".join(["| key | default | |", "| --- | --- | --- |", *rows])
 
 

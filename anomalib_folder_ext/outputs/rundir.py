@@ -16,6 +16,7 @@ from anomalib_folder_ext.console import say
 from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero
+from anomalib_folder_ext.errors import OutputDirError
 from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan
 
 
@@ -113,11 +114,11 @@ class RunDirectory:
             self.directory.close()
 
 
-def output_dir_of(writer_dir: Path | None, datamodule: object) -> Path:
-    """The writer's own output dir, else the datamodule's."""
-    if writer_dir is not None:
-        return writer_dir
-    if getattr(datamodule, "output_dir", None) is not None:
-        return Path(datamodule.output_dir)
-    msg = "AnomalyMapWriter needs output_dir, or anomalib_folder_ext.data.FolderDataModule as the data"
-    raise ValueError(msg)
+def output_dir_of(datamodule: object, writer_dir: Path | None = None) -> Path:
+    """The datamodule's output dir, the one owner of it; a writer's ``output_dir`` may only name the same dir."""
+    output_dir = Path(datamodule.output_dir)
+    if writer_dir is not None and Path(writer_dir).resolve() != output_dir.resolve():
+        msg = (f"AnomalyMapWriter output_dir {writer_dir} is not the datamodule's output_dir {output_dir}: the output dir "
+               "is set on the data (FolderDataModule(output_dir=...), data.init_args.output_dir, --output_dir)")
+        raise OutputDirError(msg)
+    return output_dir

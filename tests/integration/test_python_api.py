@@ -35,7 +35,7 @@ def test_the_front_door_writes_what_the_command_writes(checkpoint, folder, tmp_p
         assert (tmp_path / "python" / row.npy).read_bytes() == (tmp_path / "command" / row.npy).read_bytes()
 
 
-def _engine_run(checkpoint, folder, output_dir, **writer_options):
+def _engine_run(checkpoint, folder, data_output_dir, **writer_options):
     from anomalib.engine import Engine
     from anomalib.models import EfficientAd
 
@@ -44,7 +44,7 @@ def _engine_run(checkpoint, folder, output_dir, **writer_options):
     writer = AnomalyMapWriter(save_as_image=False, **writer_options)
     engine = Engine(callbacks=[ChannelsLast(), writer], logger=False)
     engine.predict(model=EfficientAd(visualizer=False), ckpt_path=checkpoint,
-                   datamodule=FolderDataModule(folder_path=folder, output_dir=output_dir, batch_size=2))
+                   datamodule=FolderDataModule(folder_path=folder, output_dir=data_output_dir, batch_size=2))
     return writer
 
 
@@ -60,7 +60,10 @@ def test_engine_predict_resumes_overwrites_and_refuses_in_python_terms(checkpoin
         _engine_run(checkpoint, folder, tmp_path / "out")
     assert "AnomalyMapWriter(overwrite=True)" in str(refused.value) and refused.value.option == "output_dir"
     assert "AnomalyMapWriter(resume=True)" in str(refused.value) and "--trainer" not in str(refused.value)
-    again = _engine_run(checkpoint, folder, tmp_path / "out", overwrite=True)
+    with pytest.raises(OutputDirError, match="is not the datamodule's output_dir") as two_dirs:  # one owner: the data
+        _engine_run(checkpoint, folder, tmp_path / "out", output_dir=tmp_path / "elsewhere", overwrite=True)
+    assert two_dirs.value.option == "output_dir" and not (tmp_path / "elsewhere").exists()
+    again = _engine_run(checkpoint, folder, tmp_path / "out", output_dir=tmp_path / "out", overwrite=True)
     assert again.result.predicted == 4
     assert sys.excepthook is hook
 
