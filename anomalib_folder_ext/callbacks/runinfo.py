@@ -68,6 +68,9 @@ def cli_config(trainer: Trainer, key: str) -> object:
     """A value of the CLI's config for this run (kept by its SaveConfigCallback); ``None`` without a CLI."""
     from lightning.pytorch.cli import SaveConfigCallback
 
+    # LightningCLI hands its config to the run only through this callback (the Trainer holds no reference to
+    # the CLI), and plain `anomalib predict` builds it itself: so it is looked up, not passed in.
+
     for callback in trainer.callbacks:
         if isinstance(callback, SaveConfigCallback) and hasattr(callback.config, "get"):
             return callback.config.get(key)
