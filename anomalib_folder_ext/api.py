@@ -65,11 +65,13 @@ def predict_folder(folder_path: str | Path, model_path: str | Path, output_dir: 
         return launch.run_anomalib(args, PREDICT_FOLDER)
 
 
-def predict_batches(root: str | Path, model_path: str | Path, output_root: str | Path = ".", *,
+def predict_batches(root: str | Path | Sequence[str | Path], model_path: str | Path, output_root: str | Path = ".", *,
                     only: Sequence[str] | None = None, resume: bool = True, verbose: bool = False,
                     **options: object):  # noqa: ANN201 - BatchesResult
     """Predict every batch folder under ``root`` (``batch_01``, ...) with one model load, into ``output_root``.
 
+    ``root`` may also be a list of per-folder override files (``anomalib-folder predict --batches``: each
+    a config whose ``data:`` names a folder and, optionally, its output dir, as ``split`` writes them).
     Resumable as ``anomalib-folder batches`` is: a folder an earlier call finished is skipped, an
     unfinished one predicts only what is left (``resume=False`` redoes everything). ``only``: these
     batch folders. ``options`` as for :func:`predict_folder`. Returns the
@@ -81,8 +83,23 @@ def predict_batches(root: str | Path, model_path: str | Path, output_root: str |
     with _front_door(PREDICT_BATCHES, verbose):
         spec = run_spec(model_path=model_path, resume=resume, **options)
         overwrite = spec.writer.overwrite
-        base, jobs = preflight.root_jobs(Path(root), spec, Path(output_root), only)
+        if isinstance(root, (str, Path)):
+            base, jobs = preflight.root_jobs(Path(root), spec, Path(output_root), only)
+        else:
+            base, jobs = preflight.override_jobs(_override_files(root, only), spec, Path(output_root))
         return run_batches(base, jobs, output_root, resume and not overwrite, overwrite, PREDICT_BATCHES)
+
+
+def _override_files(paths: Sequence[str | Path], only: Sequence[str] | None) -> list[str]:
+    if only:
+        raise InputError("only picks batch folders under a root; with override files, list the ones to run",
+                         option="only")
+    if not paths:
+        raise InputError("no override file given", option="root")
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such override file", option="root")
+    return [str(path) for path in paths]
 
 
 @dataclass(frozen=True)

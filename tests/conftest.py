@@ -85,8 +85,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # Test files by how long they take, longest first (the rest follow in their usual order).
-LONGEST = ["test_multinode.py", "test_demo.py", "test_ddp.py", "test_batches.py", "test_exported.py", "test_robustness.py", "test_predict.py",
-           "test_hostile.py", "test_precision.py", "test_errors.py", "test_config.py"]
+LONGEST = ["test_demo.py", "test_multinode.py", "test_exported.py", "test_batches.py", "test_ddp.py", "test_python_docs.py",
+           "test_robustness.py", "test_predict.py", "test_hostile.py", "test_python_api.py", "test_errors.py",
+           "test_precision.py", "test_config.py"]
 
 
 # name -> (size (W, H), format); a.png and a.jpg collide on purpose, img2 < img10 tests natural order

@@ -95,3 +95,23 @@ def test_errors_arrive_as_exceptions_and_the_process_goes_on(checkpoint, tmp_pat
     assert "none of the 2 images could be predicted" in str(none.value)
     assert [row.image for row in none.value.result.failed] == ["a.png", "b.png"]
     assert (tmp_path / "out" / "results.csv").is_file()
+
+
+def test_predict_batches_takes_override_files_as_predict_batches_does(checkpoint, tmp_path):
+    """A list of per-folder override files (what `split` writes): each folder once, the combined files."""
+    from anomalib_folder_ext import InputError, predict_batches
+
+    overrides = []
+    for name in ("lot_a", "lot_b"):
+        write_images(tmp_path / name, {f"{name}_{index}.png": ((64, 64), "PNG") for index in range(2)})
+        override = tmp_path / f"{name}.yaml"
+        override.write_text(f"data:\n  init_args:\n    folder_path: {tmp_path / name}\n")
+        overrides.append(override)
+    result = predict_batches(overrides, checkpoint, output_root=tmp_path / "out")
+    assert sorted(result.folders) == ["lot_a", "lot_b"] and result.images == 4 and not result.failed
+    assert (tmp_path / "out" / "inference_results_lot_b" / "results.csv").is_file() and result.all_batches_csv.is_file()
+    again = predict_batches(overrides, checkpoint, output_root=tmp_path / "out")
+    assert [folder.status for folder in again.folders.values()] == ["done earlier", "done earlier"]
+    with pytest.raises(InputError, match="nope.yaml: no such override file") as missing:
+        predict_batches([tmp_path / "nope.yaml"], checkpoint, output_root=tmp_path / "out")
+    assert missing.value.option == "root"
