@@ -86,7 +86,7 @@ def predict_batches(root: str | Path | Sequence[str | Path], model_path: str | P
         if isinstance(root, (str, Path)):
             base, jobs = preflight.root_jobs(Path(root), spec, Path(output_root), only)
         else:
-            base, jobs = preflight.override_jobs(_override_files(root, only), spec, Path(output_root))
+            base, jobs = preflight.override_jobs(_override_files(root, only), spec, Path(output_root), option="root")
         return run_batches(base, jobs, output_root, resume and not overwrite, overwrite, PREDICT_BATCHES)
 
 
@@ -96,9 +96,6 @@ def _override_files(paths: Sequence[str | Path], only: Sequence[str] | None) -> 
                          option="only")
     if not paths:
         raise InputError("no override file given", option="root")
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such override file", option="root")
     return [str(path) for path in paths]
 
 

@@ -70,7 +70,6 @@ def cli_config(trainer: Trainer, key: str) -> object:
 
     # LightningCLI hands its config to the run only through this callback (the Trainer holds no reference to
     # the CLI), and plain `anomalib predict` builds it itself: so it is looked up, not passed in.
-
     for callback in trainer.callbacks:
         if isinstance(callback, SaveConfigCallback) and hasattr(callback.config, "get"):
             return callback.config.get(key)

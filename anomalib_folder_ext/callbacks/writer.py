@@ -61,7 +61,7 @@ class AnomalyMapWriter(Callback):
     writer takes ``output_dir`` so configs that name it still run, and refuses one naming another dir.
     """
 
-    def __init__(  # one parameter per option of WriterOptions, as jsonargparse reads them
+    def __init__(  # output_dir, then one parameter per option of WriterOptions, as jsonargparse reads them
         self,
         output_dir: str | Path | None = None, save_as_npy: bool = True, save_as_image: bool = True,
         colormap: str = "jet", png_compress_level: int = 1, write_workers: int | None = None, top_count: int = 10,

@@ -101,13 +101,15 @@ def root_jobs(root: Path, spec: RunSpec, output_root: Path, only: Sequence[str] 
 
 
 def override_jobs(overrides: Sequence[str], spec: RunSpec, output_root: Path,
-                  passthrough: Sequence[str] = ()) -> tuple[list[str], list]:
-    """The shared anomalib arguments and one job per override file (``predict --batches``)."""
+                  passthrough: Sequence[str] = (), option: str = "batches") -> tuple[list[str], list]:
+    """The shared anomalib arguments and one job per override file (``predict --batches``); ``option``: how
+    the caller names the list."""
+    from anomalib_folder_ext.errors import FolderInputError
     from anomalib_folder_ext.run.batches import FolderJob
 
     for path in overrides:
         if not Path(path).is_file():
-            raise FileNotFoundError(2, "no such override file", path)
+            raise FolderInputError(f"{path}: no such override file", option=option)
     base = ["predict"]
     if spec.model_path:
         base += inline_config(predict_config(spec, read_checked_checkpoint(spec)))
