@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import sys
 
 from anomalib_folder_ext.errors import InputError, Terms, Worded, input_error_in
@@ -28,12 +29,35 @@ def one_line_message(exc: BaseException, terms: Terms | None = None) -> str | No
     if isinstance(exc, FileNotFoundError) and text.startswith("Checkpoint file not found"):
         return f"ckpt_path: {text}"
     if isinstance(exc, RuntimeError) and "Error(s) in loading state_dict for EfficientAd" in text:
+        found = state_dict_problem(text)
+        if terms is not None and terms.name.startswith("anomalib-folder"):  # the settings came from the checkpoint
+            return (f"model_path: the checkpoint's weights do not fit the EfficientAd its own settings describe "
+                    f"({found}): the file is incomplete or was edited; nothing was predicted")
         return (
-            "ckpt_path: the checkpoint's weights do not fit the configured EfficientAd; set model.init_args "
+            f"ckpt_path: the checkpoint's weights do not fit the configured EfficientAd ({found}); set model.init_args "
             "model_size / teacher_out_channels / padding as it was trained, or run anomalib-folder predict, "
             "which reads them from the checkpoint"
         )
     return None
+
+
+def state_dict_problem(text: str) -> str:
+    """torch's list of keys that did not load, by network (``Missing key(s) in state_dict: "a", ...``).
+
+    Example:
+        >>> state_dict_problem('Missing key(s) in state_dict: "model.ae.x", "model.ae.y". size mismatch for model.student.w: ...')
+        'missing model.ae (2 tensors); of another shape: model.student (1 tensor)'
+    """
+    from anomalib_folder_ext.models.checkpoint import by_network
+
+    parts = []
+    for kind, keys in re.findall(r'(Missing|Unexpected) key\(s\) in state_dict: ((?:"[^"]+"(?:, )?)+)', text):
+        names = re.findall(r'"([^"]+)"', keys)
+        parts.append(f"{kind.lower()} {by_network(names)}")
+    reshaped = re.findall(r"size mismatch for ([\w.]+):", text)
+    if reshaped:
+        parts.append(f"of another shape: {by_network(reshaped)}")
+    return "; ".join(parts) or "see the checkpoint's keys"
 
 
 def stop_for(exc: BaseException, terms: Terms | None = None, input_errors: bool = True) -> int | None:

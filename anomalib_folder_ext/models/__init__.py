@@ -7,7 +7,8 @@ from anomalib_folder_ext.lazy import lazy_face
 
 _CHECKPOINT, _EXPORTED = "anomalib_folder_ext.models.checkpoint", "anomalib_folder_ext.models.exported"
 _NAMES = {"EfficientAdCheckpoint": _CHECKPOINT, "content_digest": _CHECKPOINT, "read_checkpoint": _CHECKPOINT,
-          "ExportInfo": _EXPORTED, "is_exported": _EXPORTED, "read_export": _EXPORTED,
+          "load_checkpoint": _CHECKPOINT, "ExportInfo": _EXPORTED, "is_exported": _EXPORTED, "read_export": _EXPORTED,
+          "model_identity": _EXPORTED,
           "ExportedModel": "anomalib_folder_ext.models.exportedmodel"}
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_face(__name__, _NAMES)

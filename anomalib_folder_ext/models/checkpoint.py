@@ -8,6 +8,7 @@ architecture settings in the config must match the checkpoint; this module recov
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import warnings
 import zipfile
@@ -36,10 +37,10 @@ class EfficientAdCheckpoint:
     image_size: tuple[int, int] | None = None
 
 
-def _load(path: Path) -> dict:
+def _load(data: bytes) -> dict:
     """``torch.load`` with ``weights_only``: a checkpoint is data, and loading it runs no code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "EfficientAdModelSize" not in str(exc):
             raise
@@ -48,7 +49,20 @@ def _load(path: Path) -> dict:
         warnings.simplefilter("ignore")  # anomalib.models warns about unrelated models on import
         from anomalib.models.image.efficient_ad.torch_model import EfficientAdModelSize
     with torch.serialization.safe_globals([EfficientAdModelSize]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """One read of a checkpoint file: what it says about itself, its content and the digest of those bytes.
+
+    What is checked is what is used: the file is read once, so a file swapped in between is never
+    loaded unchecked (nor with ``weights_only=False``).
+    """
+
+    settings: EfficientAdCheckpoint
+    content: dict
+    sha256: str
 
 
 def read_checkpoint(path: str | Path) -> EfficientAdCheckpoint:
@@ -71,14 +85,28 @@ def read_checkpoint(path: str | Path) -> EfficientAdCheckpoint:
 @lru_cache(maxsize=4)
 def _read_checkpoint(path: Path, mtime_ns: int, size: int) -> EfficientAdCheckpoint:
     del mtime_ns, size  # part of the cache key only
-    if not zipfile.is_zipfile(path):
-        msg = f"checkpoint {path}: not a PyTorch checkpoint file (expected a .ckpt saved by Lightning)"
-        raise CheckpointError(msg)
+    return load_checkpoint(path).settings
+
+
+def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Read ``path`` once and check it is an EfficientAd checkpoint (one line naming the file if not)."""
+    path = Path(path).expanduser()
     try:
-        content = _load(path)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        msg = f"checkpoint {path}: no such file"
+        raise CheckpointError(msg) from None
+    except IsADirectoryError:
+        msg = f"checkpoint {path}: not a file"
+        raise CheckpointError(msg) from None
     except PermissionError:
         msg = f"checkpoint {path}: permission denied"
         raise CheckpointError(msg) from None
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        msg = f"checkpoint {path}: not a PyTorch checkpoint file (expected a .ckpt saved by Lightning)"
+        raise CheckpointError(msg)
+    try:
+        content = _load(data)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = f"checkpoint {path}: not a readable PyTorch Lightning checkpoint ({reason[:200]})"
@@ -95,7 +123,7 @@ def _read_checkpoint(path: Path, mtime_ns: int, size: int) -> EfficientAdCheckpo
 
     hparams = content.get("hyper_parameters") or {}
     model_size = hparams.get("model_size", "small")
-    return EfficientAdCheckpoint(
+    settings = EfficientAdCheckpoint(
         path=path,
         model_size=str(getattr(model_size, "value", model_size)),
         teacher_out_channels=int(hparams.get("teacher_out_channels", 384)),
@@ -103,6 +131,45 @@ def _read_checkpoint(path: Path, mtime_ns: int, size: int) -> EfficientAdCheckpo
         pad_maps=bool(hparams.get("pad_maps", True)),
         image_size=_resize_size(content.get("anomalib_pre_processor_config")),
     )
+    return LoadedCheckpoint(settings, content, hashlib.sha256(data).hexdigest())
+
+
+def by_network(keys: list[str]) -> str:
+    """Weight names counted by the network they belong to.
+
+    Example:
+        >>> by_network(["model.ae.a", "model.ae.b", "model.student.c"])
+        'model.ae (2 tensors), model.student (1 tensor)'
+    """
+    counts: dict[str, int] = {}
+    for key in keys:
+        network = ".".join(key.split(".")[:2])
+        counts[network] = counts.get(network, 0) + 1
+    return ", ".join(f"{network} ({count} tensor{'s' if count > 1 else ''})" for network, count in counts.items())
+
+
+def weights_mismatch(expected: dict, found: dict) -> str | None:
+    """What keeps the weights ``found`` from filling a model whose ``state_dict()`` is ``expected``,
+    by sub-network (``None``: every weight fits).
+
+    A checkpoint missing a whole network (the autoencoder, the student) must never be filled with
+    random weights: a model that loads only partly is refused, as Lightning refuses it for predict.
+
+    Example:
+        >>> import torch
+        >>> expected = {"model.ae.w": torch.zeros(2), "model.ae.b": torch.zeros(2), "model.student.w": torch.zeros(3)}
+        >>> weights_mismatch(expected, {"model.student.w": torch.zeros(4), "extra.x": torch.zeros(1)})
+        'weights missing for model.ae (2 tensors); of another shape: model.student (1 tensor); of no EfficientAd part: extra.x (1 tensor)'
+        >>> weights_mismatch(expected, dict(expected)) is None
+        True
+    """
+
+    missing = [key for key in expected if key not in found]
+    reshaped = [key for key in expected if key in found and tuple(found[key].shape) != tuple(expected[key].shape)]
+    unexpected = [key for key in found if key not in expected]
+    problems = [f"{what}{by_network(keys)}" for what, keys in (("weights missing for ", missing),
+                ("of another shape: ", reshaped), ("of no EfficientAd part: ", unexpected)) if keys]
+    return "; ".join(problems) or None
 
 
 def content_digest(path: str | Path) -> str:

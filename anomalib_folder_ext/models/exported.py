@@ -10,6 +10,7 @@ instead: its maps and scores come out normalised and clipped to [0, 1] (see :cla
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,9 @@ def graph_file(path: Path) -> Path:
         return path
     metadata = path / METADATA_NAME
     if metadata.is_file():
-        return path / str(_read_metadata(metadata).get("file", ""))
+        record = _read_metadata(metadata)
+        _check_complete(path, record)
+        return path / str(record.get("file", ""))
     graphs = sorted(p for p in path.iterdir() if p.suffix in GRAPH_SUFFIXES)
     if len(graphs) != 1:
         found = ", ".join(p.name for p in graphs) or "none"
@@ -76,6 +79,44 @@ def _read_metadata(path: Path) -> dict:
     return data
 
 
+def _check_complete(folder: Path, metadata: dict) -> None:
+    if metadata.get("complete") is False:
+        msg = f"exported model {folder}: the export was interrupted before it finished; export again"
+        raise ExportedModelError(msg)
+
+
+def _check_describes(graph: Path, metadata_file: Path, metadata: dict) -> None:
+    """An ``export.json`` is used only with the graph it describes: a complete export, its file, its bytes."""
+    _check_complete(graph.parent, metadata)
+    described = metadata.get("file")
+    if described and described != graph.name:
+        msg = (f"exported model {graph}: {metadata_file} describes {described}, not this file (a graph left from "
+               f"another export?); name the folder {graph.parent} or export again")
+        raise ExportedModelError(msg)
+    expected = metadata.get("graph_sha256")  # exports of earlier versions do not record it
+    if not graph.is_file():
+        msg = f"exported model {graph}: no such file (named by {metadata_file})"
+        raise ExportedModelError(msg)
+    from anomalib_folder_ext.models.checkpoint import content_digest
+
+    if expected and content_digest(graph) != expected:
+        msg = f"exported model {graph}: not the graph {metadata_file} was written for (changed since the export); export again"
+        raise ExportedModelError(msg)
+
+
+def model_identity(path: str | Path) -> str:
+    """What a run's results are tied to (resume compares it): a checkpoint's bytes; an exported graph's
+    bytes together with its ``export.json``, which holds the statistics and thresholds its numbers
+    depend on (a re-export with new ones is another model, even with the same graph)."""
+    from anomalib_folder_ext.models.checkpoint import content_digest
+
+    path = Path(path).expanduser()
+    metadata = path.parent / METADATA_NAME
+    if path.suffix not in GRAPH_SUFFIXES or not metadata.is_file():
+        return content_digest(path)
+    return hashlib.sha256(f"{content_digest(path)} {content_digest(metadata)}".encode()).hexdigest()
+
+
 def read_export(path: str | Path) -> ExportInfo:
     """Check an exported model before anything loads: its files, its metadata and its graph's
     inputs and outputs; one line naming the file when something is wrong."""
@@ -83,8 +124,10 @@ def read_export(path: str | Path) -> ExportInfo:
 
     graph = graph_file(Path(path).expanduser())
     metadata_file = graph.parent / METADATA_NAME
-    runtime = open_runtime(graph)
     metadata = _read_metadata(metadata_file) if metadata_file.is_file() else {}
+    if metadata:
+        _check_describes(graph, metadata_file, metadata)
+    runtime = open_runtime(graph)
     outputs = set(runtime.outputs)
     if not {"anomaly_map", "pred_score"} <= outputs or len(runtime.inputs) != 1:
         msg = (f"exported model {graph}: not an exported anomalib model (inputs {[name for name, _ in runtime.inputs]}, "

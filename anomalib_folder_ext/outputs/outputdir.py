@@ -118,17 +118,23 @@ class OutputDirLock:
             self.held = False
 
 
-def refused_location(output_dir: Path) -> str | None:
-    """Why ``output_dir`` can never hold a run's results (the file system's root, a home directory); else ``None``."""
-    real = Path(os.path.realpath(output_dir))
+def shared_location(path: Path) -> str | None:
+    """What ``path`` is when no tool's files belong directly in it (the file system's root, a home directory)."""
+    real = Path(os.path.realpath(path))
     home = Path(os.path.realpath(Path.home()))
     if real == Path(real.anchor):
-        what = "the root of the file system"
-    elif real == home:
-        what = "your home directory"
-    elif home.is_relative_to(real):
-        what = f"a folder that holds your home directory ({home})"
-    else:
+        return "the root of the file system"
+    if real == home:
+        return "your home directory"
+    if home.is_relative_to(real):
+        return f"a folder that holds your home directory ({home})"
+    return None
+
+
+def refused_location(output_dir: Path) -> str | None:
+    """Why ``output_dir`` can never hold a run's results (see :func:`shared_location`); else ``None``."""
+    what = shared_location(output_dir)
+    if what is None:
         return None
     return (f"output_dir {output_dir}: is {what}; results go into a folder of their own, "
             "such as inference_results_<folder name>: choose one")

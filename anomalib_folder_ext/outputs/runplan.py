@@ -84,13 +84,14 @@ def run_settings(options: WriterOptions, checkpoint: str | Path | None, precisio
     """What decides the files' content: an output dir resumes only under the same settings.
 
     The checkpoint counts by its content (SHA-256): new weights saved over the old file are
-    another model, and a checkpoint moved elsewhere is the same one. ``backend``: the runtime
-    of an exported model (``checkpoint`` is then its graph file).
+    another model, and a checkpoint moved elsewhere is the same one; an exported graph counts with
+    its ``export.json`` (:func:`~anomalib_folder_ext.models.exported.model_identity`). ``backend``: the
+    runtime of an exported model (``checkpoint`` is then its graph file).
     """
-    from anomalib_folder_ext.models.checkpoint import content_digest
+    from anomalib_folder_ext.models.exported import model_identity
 
     return {
-        "checkpoint": content_digest(checkpoint) if checkpoint else None,
+        "checkpoint": model_identity(checkpoint) if checkpoint else None,
         "precision": f"{precision} on {backend}" if backend else str(precision),
         "npy": options.save_as_npy,
         "png": options.colormap if options.save_as_image else False,

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import io
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anomalib_folder_ext.models.checkpoint import content_digest, read_checkpoint
+from anomalib_folder_ext.models.checkpoint import CheckpointError, content_digest, load_checkpoint, weights_mismatch
 from anomalib_folder_ext.errors import ExportedModelError, InputError
 from anomalib_folder_ext.models.exported import FORMATS, METADATA_NAME, PRECISIONS, TOOL
 from anomalib_folder_ext.models.exportedmodel import ExportedModel, post_processor_state
 from anomalib_folder_ext.models.runtimes import EXTRA
+from anomalib_folder_ext.outputs.exportdir import check_export_dir, write_export
 
 CHECK_IMAGES = 8
 
@@ -46,16 +46,22 @@ class Parity:
 
 
 def load_checkpoint_model(path: Path):  # noqa: ANN201
-    """The checkpoint's EfficientAd, built from its own settings, in eval mode on the CPU."""
+    """The checkpoint's EfficientAd as predict loads it (every weight, or a refusal naming what is
+    missing), built from its own settings, in eval mode on the CPU; and the checkpoint as read (once)."""
     from anomalib.models import EfficientAd
 
-    settings = read_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    settings = checkpoint.settings
     model = EfficientAd(model_size=settings.model_size, teacher_out_channels=settings.teacher_out_channels,
                         padding=settings.padding, pad_maps=settings.pad_maps, visualizer=False, evaluator=False)
-    content = torch.load(path, map_location="cpu", weights_only=False)  # read_checkpoint checked it is one
-    model.on_load_checkpoint(content)
-    model.load_state_dict(content["state_dict"], strict=False)
-    return model.eval(), settings
+    model.on_load_checkpoint(checkpoint.content)
+    problem = weights_mismatch(model.state_dict(), checkpoint.content["state_dict"])
+    if problem:
+        msg = (f"checkpoint {path}: its weights do not fit EfficientAd-{settings.model_size[0].upper()} with "
+               f"teacher_out_channels {settings.teacher_out_channels}: {problem}; nothing was exported")
+        raise CheckpointError(msg)
+    model.load_state_dict(checkpoint.content["state_dict"], strict=True)
+    return model.eval(), checkpoint
 
 
 def _check_options(fmt: str, precision: str, calibration: Path | None) -> None:
@@ -155,35 +161,37 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, precisi
     checkpoint, out = Path(checkpoint).expanduser(), Path(out).expanduser()
     calibration = Path(calibration_folder).expanduser() if calibration_folder else None
     _check_options(fmt, precision, calibration)
-    if out.exists() and any(out.iterdir()) and not (out / METADATA_NAME).is_file():
-        msg = f"--out {out}: holds files that are not an export of this tool; choose an empty or new folder"
-        raise InputError(msg)
-    model, settings = load_checkpoint_model(checkpoint)
-    size = tuple(settings.image_size or (256, 256))
+    check_export_dir(out)
+    model, loaded = load_checkpoint_model(checkpoint)
+    size = tuple(loaded.settings.image_size or (256, 256))
     images = sample_images(calibration, size, 300 if precision == "int8" else CHECK_IMAGES)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as work:
-        files = _convert(model, fmt, precision, size, Path(work))
+    with tempfile.TemporaryDirectory(prefix="anomalib-folder-export-") as work:
+        converted = _convert(model, fmt, precision, size, Path(work))
         if precision == "int8":
-            files = _quantize(files[0], images)
-        for file in files:
-            shutil.move(str(file), out / f"model{file.suffix}")
-    graph = out / f"model{files[0].suffix}"
-    metadata = {
-        "tool": TOOL, "model": "EfficientAd", "file": graph.name, "format": fmt, "precision": precision,
-        "input_size": list(size), "outputs": "raw anomaly_map and pred_score (no pre- or post-processing)",
-        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": content_digest(checkpoint)},
-        "post_processor": post_processor_state(model.post_processor),
-        "versions": _versions(fmt),
-    }
-    (out / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
-    exported = ExportedModel(str(out))
-    exported.runtime.compile("32-true")
-    parity = measure_parity(model, exported, images[:CHECK_IMAGES])
-    metadata["parity"] = {"images": parity.images, "map_difference": parity.map_difference,
-                          "map_range": parity.map_range, "score_difference": parity.score_difference}
-    (out / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
-    return graph, parity
+            converted = _quantize(converted[0], images)
+        files = {f"model{file.suffix}": file for file in converted}
+        graph = Path(work) / f"model{converted[0].suffix}"
+        for name, file in files.items():  # the names the export dir gives them, to check them there
+            if file != Path(work) / name:
+                file.replace(Path(work) / name)
+        files = {name: Path(work) / name for name in files}
+        metadata = {
+            "tool": TOOL, "model": "EfficientAd", "file": graph.name, "format": fmt, "precision": precision,
+            "graph_sha256": content_digest(graph),
+            "input_size": list(size), "outputs": "raw anomaly_map and pred_score (no pre- or post-processing)",
+            "checkpoint": {"path": str(checkpoint.resolve()), "sha256": loaded.sha256},
+            "post_processor": post_processor_state(model.post_processor),
+            "versions": _versions(fmt),
+        }
+        (Path(work) / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
+        exported = ExportedModel(work)
+        exported.runtime.compile("32-true")
+        parity = measure_parity(model, exported, images[:CHECK_IMAGES])
+        del exported
+        metadata["parity"] = {"images": parity.images, "map_difference": parity.map_difference,
+                              "map_range": parity.map_range, "score_difference": parity.score_difference}
+        write_export(out, files, metadata)
+    return out / graph.name, parity
 
 
 def _versions(fmt: str) -> dict:

@@ -177,6 +177,49 @@ def test_a_model_from_anomalibs_own_export_runs_and_what_it_cannot_honour_is_ref
     assert not list((root / "anomalib_fixed").glob("*.npy")) and not (root / "anomalib_fixed" / "results.csv").exists()
 
 
+@pytest.mark.slow
+def test_new_thresholds_beside_the_same_graph_are_another_model_for_resume(work, checkpoint):
+    """A re-export with other statistics has the same network: resume refuses to mix the two in one
+    results.csv; a re-export into its own folder replaces the earlier format's graph."""
+    from anomalib_folder_ext.run.export import export_checkpoint
+
+    root, _ = work
+    export_checkpoint(checkpoint, "onnx", root / "reexport")
+    first = run_here(["anomalib-folder", "predict", "--model_path", "reexport", "--folder_path", "same", "--output_dir",
+                      "reexport_same"], cwd=root)
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = json.loads((root / "reexport" / "export.json").read_text())
+    record["post_processor"]["state"]["_pixel_threshold"] *= 0.5  # as calibrated on other good parts
+    (root / "reexport" / "export.json").write_text(json.dumps(record))
+    before = (root / "reexport_same" / "results.csv").read_bytes()
+    resumed = run_here(["anomalib-folder", "predict", "--model_path", "reexport", "--folder_path", "same", "--output_dir",
+                        "reexport_same", "--resume", "True"], cwd=root)
+    assert resumed.returncode == 2 and "resume only continues a run with the same settings" in resumed.stderr, resumed.stderr
+    assert (root / "reexport_same" / "results.csv").read_bytes() == before
+
+    export_checkpoint(checkpoint, "openvino", root / "reexport")
+    assert sorted(path.name for path in (root / "reexport").iterdir()) == ["export.json", "model.bin", "model.xml"]
+
+
+@pytest.mark.slow
+def test_a_graph_is_used_only_with_the_export_json_that_describes_it(work):
+    import shutil
+
+    root, _ = work
+    for name in ("changed", "interrupted", "stale"):
+        shutil.copytree(root / "export_ov", root / name)
+    with (root / "changed" / "model.xml").open("a") as graph:
+        graph.write("<!-- edited -->\n")
+    record = json.loads((root / "interrupted" / "export.json").read_text())
+    (root / "interrupted" / "export.json").write_text(json.dumps({"tool": record["tool"], "complete": False}))
+    (root / "stale" / "model.onnx").write_bytes(b"a graph left from an earlier ONNX export")
+    for model, needle in [("changed", "not the graph"), ("interrupted", "the export was interrupted before it finished"),
+                          ("stale/model.onnx", "describes model.xml, not this file")]:
+        refused(["anomalib-folder", "predict", "--model_path", model, "--folder_path", "same", "--output_dir",
+                 f"out_{Path(model).parts[0]}"], root, needle)
+        assert not (root / f"out_{Path(model).parts[0]}").exists()
+
+
 # -- bad input: one line, before the first image, nothing written -------------------------------------
 def refused(args: list[str], cwd: Path, needle: str) -> str:
     result = run_here(args, cwd=cwd)
@@ -229,6 +272,24 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(folder, monkeypatch):
     (folder / "model.onnx").write_bytes(b"anything")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     refused(predict_args(folder / "model.onnx"), folder, "ONNX Runtime is not installed; an exported model needs it: pip install")
+
+
+def test_a_checkpoint_missing_a_network_is_refused_by_export_which_reads_it_once_and_safely(checkpoint, folder,
+                                                                                           monkeypatch):
+    import torch
+
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    content["state_dict"] = {key: value for key, value in content["state_dict"].items() if not key.startswith("model.ae.")}
+    content["state_dict"]["model.ae.encoder.enconv1.weight"] = torch.zeros(1)  # still an EfficientAd file at a glance
+    torch.save(content, folder / "no_autoencoder.ckpt")
+    loads, load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: loads.append(kwargs) or load(*args, **kwargs))
+    line = refused(["anomalib-folder", "export", "--model_path", "no_autoencoder.ckpt", "--out", "e"], folder,
+                   "its weights do not fit EfficientAd-S with teacher_out_channels 384: weights missing for model.ae (27 tensors)")
+    assert "nothing was exported" in line and not (folder / "e").exists()
+    assert [kwargs.get("weights_only") for kwargs in loads] == [True]
+    refused(predict_args(folder / "no_autoencoder.ckpt"), folder,  # predict refuses it too, naming the same weights
+            "do not fit the EfficientAd its own settings describe (missing model.ae (27 tensors); of another shape: model.ae")
 
 
 def test_export_refuses_what_it_cannot_make_before_loading_anything(folder):

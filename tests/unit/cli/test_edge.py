@@ -16,6 +16,12 @@ def test_input_errors_become_one_line_and_bugs_do_not():
     assert one_line_message(RuntimeError("Error(s) in loading state_dict for EfficientAd:\n size mismatch")).startswith(
         "ckpt_path: the checkpoint's weights do not fit"
     )
+    torch_says = ('Error(s) in loading state_dict for EfficientAd:\n\tMissing key(s) in state_dict: "model.ae.a", '
+                  '"model.ae.b". \n\tsize mismatch for model.student.w: copying a param with shape [1]')
+    assert "(missing model.ae (2 tensors); of another shape: model.student (1 tensor)); set model.init_args" in (
+        one_line_message(RuntimeError(torch_says), ANOMALIB_PREDICT))
+    assert one_line_message(RuntimeError(torch_says), PREDICT_COMMAND).startswith(  # its settings came from the file
+        "model_path: the checkpoint's weights do not fit the EfficientAd its own settings describe (missing model.ae")
     assert one_line_message(KeyError("bug")) is None
     assert one_line_message(RuntimeError("Error(s) in loading state_dict for Padim")) is None
 
