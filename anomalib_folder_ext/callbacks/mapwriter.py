@@ -67,7 +67,7 @@ class MapWriter:
 
     def _write_one(
         self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str,
-        source: tuple[int, int] | None,
+        source: tuple[int, ...] | None,
     ) -> ImageResult:
         row = ImageResult(image=name, height=int(size[0]), width=int(size[1]), note=note, source=source)
         if error:

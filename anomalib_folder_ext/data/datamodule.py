@@ -68,7 +68,7 @@ class FolderImageItem(ImageItem):
     original_size: tuple[int, int] = (0, 0)  # (H, W) of the file
     error: str = ""  # why the file could not be read; "" when it was
     note: str = ""  # what was changed on the way in (16-bit scaled, alpha dropped, ...); "" when nothing
-    source: tuple[int, int] | None = None  # (size, mtime_ns) of the file as read, for resume to compare
+    source: tuple[int, ...] | None = None  # the file's stamp as read (journal.file_stamp), for resume to compare
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:
@@ -90,7 +90,7 @@ class FolderImageBatch(ImageBatch):
     original_size: list[tuple[int, int]] | None = None
     error: list[str] | None = None
     note: list[str] | None = None
-    source: list[tuple[int, int] | None] | None = None
+    source: list[tuple[int, ...] | None] | None = None
 
     @staticmethod
     def validate_image(image: torch.Tensor) -> Image:

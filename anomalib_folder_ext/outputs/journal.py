@@ -5,7 +5,7 @@ Layout, inside the output dir::
     .journal/owner.json      written first: this dir belongs to a run of this tool
     .journal/rank0.jsonl     one rank's append-only log: a header line with the run's settings,
     .journal/rank1.jsonl     then one line per finished image (its results.csv row, exact floats,
-                             and the input file's size and modification time as it was read)
+                             and the input file's stamp as it was read: :func:`file_stamp`)
     .journal/finished.json   written last, once results.csv and the summary are in place
 
 Rows are appended a batch at a time and flushed, so a process killed at any moment (even
@@ -15,7 +15,7 @@ so a row means its files are complete.
 
 Resume trusts nothing it reads (:func:`reusable_rows`): the settings, the checkpoint's content
 among them, must match; a row is reused only when it names exactly the files this run would
-write, those files are in place, and its image still has the recorded size and modification time.
+write, those files are in place, and its image still has the recorded stamp.
 Maps from two models, or of two versions of an image, never end up in one ``results.csv``.
 """
 
@@ -63,13 +63,14 @@ def names_digest(names: Sequence[str]) -> str:
     return hashlib.sha1("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def file_stamp(path: str | Path) -> tuple[int, int] | None:
-    """``(size, mtime_ns)`` of an input file as it is now; ``None`` when it cannot be read."""
+def file_stamp(path: str | Path) -> tuple[int, ...] | None:
+    """``(size, mtime_ns, ctime_ns, inode)`` of an input file now (``None``: unreadable). A copy keeps size and mtime
+    (``cp -p``, ``rsync -t``, an unpacked archive), never the change time and inode: the same ``stat`` gives them."""
     try:
         found = os.stat(path)
     except OSError:
         return None
-    return (found.st_size, found.st_mtime_ns)
+    return (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
 
 
 def _row_json(row: ImageResult) -> str:
@@ -99,9 +100,9 @@ def _row_from_json(values: Mapping[str, object]) -> ImageResult | None:
             return None
         source = fixed.get("source")
         if source is not None:
-            if not (isinstance(source, list) and len(source) == 2 and all(type(part) is int for part in source)):
+            if not (isinstance(source, list) and len(source) in {2, 4} and all(type(part) is int for part in source)):
                 return None
-            fixed["source"] = (source[0], source[1])
+            fixed["source"] = tuple(source)  # an older version's (size, mtime_ns) never equals a stamp now: redone
         return ImageResult(**fixed)
     except (TypeError, ValueError):
         return None

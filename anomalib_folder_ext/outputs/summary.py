@@ -40,9 +40,9 @@ class ImageResult:
     pred_label: bool | None = None
     width: int = 0
     height: int = 0
-    # The input file as it was read, (size, mtime_ns): kept in the journal, not in results.csv, so
+    # The input file as it was read (journal.file_stamp): kept in the journal, not in results.csv, so
     # resume can tell an image replaced under the same name.
-    source: tuple[int, int] | None = field(default=None, metadata={"csv": False})
+    source: tuple[int, ...] | None = field(default=None, metadata={"csv": False})
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(ImageResult) if column.metadata.get("csv", True))

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import os
+import time
 
 import pytest
 
@@ -110,12 +111,26 @@ def test_a_folder_counts_as_finished_only_for_the_same_images_settings_and_files
     (folder / "c.png").write_bytes(b"new")
     assert journal.finished_run(directory, SETTINGS, OutputNames.for_images([*names, "c.png"]), folder) is None  # a new image
     assert journal.finished_run(directory, {**SETTINGS, "precision": "bf16-mixed"}, plan, folder) is None
-    os.utime(folder / "a.png", ns=(1, 1))  # replaced under the same name (another modification time)
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
-    os.utime(folder / "a.png", ns=(rows[0].source[1], rows[0].source[1]))
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None
-    (out / "b_anomaly.npy").unlink()
+    (out / "b_anomaly.npy").rename(out / "kept.npy")
     assert journal.finished_run(directory, SETTINGS, plan, folder) is None  # a file went missing: not done
+    (out / "kept.npy").rename(out / "b_anomaly.npy")
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None
+    # Replaced by another file of the same size with its time kept: as rsync -t does (a new file renamed over
+    # it: another inode) and as cp -p does (written in place: another change time, which moves in clock ticks).
+    size, mtime_ns = rows[0].source[:2]
+    (folder / "b.tmp").write_bytes(b"y" * journal.file_stamp(folder / "b.png")[0])
+    os.utime(folder / "b.tmp", ns=(mtime_ns, rows[1].source[1]))
+    (folder / "b.tmp").replace(folder / "b.png")
+    assert journal.file_stamp(folder / "b.png")[:2] == rows[1].source[:2]
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
+    rows[1] = ImageResult(**{**rows[1].__dict__, "source": journal.file_stamp(folder / "b.png")})
+    journal.Journal(directory, rank=0, settings=SETTINGS).append([rows[1]])
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None  # b.png's new row
+    time.sleep(0.05)
+    (folder / "a.png").write_bytes(b"x" * size)
+    os.utime(folder / "a.png", ns=(mtime_ns, mtime_ns))
+    assert journal.file_stamp(folder / "a.png")[:2] == (size, mtime_ns)
+    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
     journal.mark_unfinished(directory)
     assert journal.read_finished(directory) is None
 
