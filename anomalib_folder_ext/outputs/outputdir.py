@@ -285,18 +285,20 @@ def _inside(directory: OwnedDir, folder: Path | None) -> str | None:
         return None
 
 
-def remove_earlier_run(directory: OwnedDir, plan: OutputNames, protect: Path | None = None) -> int:
+def remove_earlier_run(directory: OwnedDir, plan: OutputNames, protect: Path | None = None, shared: bool = False) -> int:
     """Delete the files an earlier run recorded in ``directory`` (its maps, summaries, report, config,
     journal, temporaries); how many. Nothing under ``protect`` (the input folder, when the output dir
-    holds it), no link and no file of another name is deleted."""
+    holds it), no link and no file of another name is deleted; in a ``shared`` dir (other files
+    allowed) no temporary outside the journal either: a name like a leftover's may be someone's file."""
     protected = _inside(directory, protect)
     maps = sorted(name for name in _recorded_maps(directory)
                   if not (protected and (name == protected or name.startswith(f"{protected}/"))))
     removed = sum(directory.remove(name) for name in [*maps, *RUN_FILES])
-    for name in maps:
-        directory.remove_temporary(name)
     journal.reset(directory)
-    removed += remove_temporaries(directory, plan)
+    if not shared:
+        for name in maps:
+            directory.remove_temporary(name)
+        removed += remove_temporaries(directory, plan)
     directory.remove_empty_folders(parent for name in maps for parent in PurePosixPath(name).parents
                                    if parent.as_posix() != ".")  # sub-folders that held only maps (recursive runs)
     return removed

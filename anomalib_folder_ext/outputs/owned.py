@@ -7,9 +7,9 @@ following a symbolic link (``O_NOFOLLOW``). A link planted there (a ``config.yam
 file elsewhere, a ``.journal`` or a sub-folder linked out of the dir) is refused, never written
 through.
 
-Files land atomically: written under their own temporary name (``.<name>.tmp`` beside them) and
-renamed, so a file is either absent or complete, and a killed run's leftovers are found by their
-exact names, never by a pattern. Deleting takes regular files only: a link, a folder or anything
+Files land atomically: written under their own temporary name (``.<name>.tmp`` beside them, or the
+next free one: a temporary never takes a name that exists) and renamed, so a file is either absent
+or complete, and a killed run's leftovers are found by their exact names, never by a pattern. Deleting takes regular files only: a link, a folder or anything
 else under a name of ours is left alone.
 """
 
@@ -33,20 +33,23 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | _CLOEXEC
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC
 _NAME_MAX = 255
+_ATTEMPTS = 100  # temporary names tried for one file before the write fails
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-def temporary_name(name: str) -> str:
-    """The one temporary name a file ``name`` is written under, beside it (``.<name>.tmp``).
+def temporary_name(name: str, attempt: int = 0) -> str:
+    """The temporary name a file ``name`` is written under, beside it (``.<name>.tmp``); ``attempt``: the
+    next one, when that name is taken.
 
     Example:
-        >>> temporary_name("img1_anomaly.npy")
-        '.img1_anomaly.npy.tmp'
+        >>> temporary_name("img1_anomaly.npy"), temporary_name("img1_anomaly.npy", 1)
+        ('.img1_anomaly.npy.tmp', '.img1_anomaly.npy.1.tmp')
     """
-    temporary = f".{name}.tmp"
+    tail = f".{attempt}.tmp" if attempt else ".tmp"
+    temporary = f".{name}{tail}"
     if len(os.fsencode(temporary)) <= _NAME_MAX:
         return temporary
-    return f".{hashlib.sha1(os.fsencode(name)).hexdigest()[:24]}.long.tmp"  # a name near the file system's limit
+    return f".{hashlib.sha1(os.fsencode(name)).hexdigest()[:24]}.long{tail}"  # a name near the file system's limit
 
 
 def relative_parts(relative: str | PurePath) -> list[str]:
@@ -245,8 +248,7 @@ class OwnedDir(DirView):
         try:
             with self.parent(relative, create=True) as (fd, name):
                 self._refuse_link(fd, name, relative)
-                temporary = temporary_name(name)
-                handle = self._create(fd, temporary, relative)
+                temporary, handle = self._create(fd, name)
                 try:
                     with os.fdopen(handle, "wb") as stream:
                         stream.write(data)
@@ -289,15 +291,16 @@ class OwnedDir(DirView):
                    "it did not make: remove it or choose another output folder")
             raise OutputDirError(msg)
 
-    def _create(self, fd: int, temporary: str, relative: str | PurePath) -> int:
-        try:
-            return os.open(temporary, _NEW_FILE, 0o666, dir_fd=fd)
-        except FileExistsError:
-            pass
-        # A killed run's leftover under our own temporary name: ours to replace, unless it is a link.
-        self._refuse_link(fd, temporary, PurePath(relative).with_name(temporary))
-        os.unlink(temporary, dir_fd=fd)
-        return os.open(temporary, _NEW_FILE, 0o666, dir_fd=fd)
+    def _create(self, fd: int, name: str) -> tuple[str, int]:
+        """A new temporary for ``name``: never a name that exists (a killed run's leftover, or someone's
+        file of that name among a dir of other files), which is left as it is."""
+        for attempt in range(_ATTEMPTS):
+            temporary = temporary_name(name, attempt)
+            try:
+                return temporary, os.open(temporary, _NEW_FILE, 0o666, dir_fd=fd)
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, f"{_ATTEMPTS} temporary names taken", temporary_name(name))
 
     def _cannot(self, relative: str | PurePath, action: str, exc: OSError) -> str:
         text = f"{self.path / relative}: cannot {action} ({exc.strerror or exc})"

@@ -54,13 +54,15 @@ class RunDirectory:
         self.keep(journal.write_owner(self.directory))
         if self.earlier is None:
             if found:
-                outputdir.remove_earlier_run(self.directory, self.outputs, protect=self.folder)
+                outputdir.remove_earlier_run(self.directory, self.outputs, protect=self.folder,
+                                             shared=options.allow_other_files)
             journal.reset(self.directory)
         elif reuse is not None:
             line = reuse.summary_line()
             if line:
                 say(line, error=True)
-            outputdir.remove_temporaries(self.directory, self.outputs)
+            if not options.allow_other_files:  # among other files, a name like a leftover's may be someone's
+                outputdir.remove_temporaries(self.directory, self.outputs)
         return plan
 
     def _plan(self, settings: dict, checkpoint_later: bool) -> tuple[RunPlan, journal.Reuse | None]:

@@ -130,19 +130,23 @@ def test_anomalib_predict_refuses_a_linked_config_yaml_with_exit_2(place, checkp
 
 def test_overwrite_in_a_dir_of_other_files_deletes_only_what_the_run_wrote(place, checkpoint, tmp_path):
     """The output dir is the input folder's parent (allowed): the user's hidden *.tmp drafts, beside
-    the maps and inside the input folder, survive a run and an overwrite; the input folder is untouched."""
+    the maps and inside the input folder, even under the names of the tool's temporaries, survive a run,
+    an overwrite and a resume; the input folder is untouched."""
     out = tmp_path / "work"
     shutil.copytree(place / "images", out / "images")
     (out / "images" / ".draft.tmp").write_text("the user's draft")
     (out / ".notes.tmp").write_text("the user's notes")
     (out / "todo.txt").write_text("the user's list")
+    for name in (".results.csv.tmp", ".a_anomaly.npy.tmp"):  # named as the tool's temporaries are
+        (out / name).write_text(f"the user's {name}")
     theirs = snapshot(out)
     first = predict(checkpoint, out / "images", out, "--recursive", "True", "--allow_other_files", "True", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (out / "a_anomaly.npy").is_file() and (out / "sub" / "b_anomaly.npy").is_file()
-    again = predict(checkpoint, out / "images", out, "--recursive", "True", "--allow_other_files", "True",
-                    "--overwrite", "True", cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    for extra in (["--overwrite", "True"], ["--resume", "True"]):
+        again = predict(checkpoint, out / "images", out, "--recursive", "True", "--allow_other_files", "True", *extra,
+                        cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
     after = snapshot(out)
     assert {name: after[name] for name in theirs} == theirs  # every file of the user's, byte for byte
     ours = set(after) - set(theirs)

@@ -78,16 +78,18 @@ def test_a_planted_link_is_never_written_through_and_no_path_leaves_the_dir(tmp_
     assert tree(outside) == before and (root / "config.yaml").is_symlink()
 
 
-def test_a_killed_writes_leftover_is_replaced_by_its_exact_name_but_a_link_there_is_refused(tmp_path):
+def test_a_temporary_never_takes_a_name_that_exists_nor_goes_through_a_link_there(tmp_path):
+    """A file (someone's, or a killed write's leftover) or a link under the temporary's name stays as it is."""
     out = OwnedDir(tmp_path, create=True)
-    (tmp_path / temporary_name("a_anomaly.npy")).write_bytes(b"half")
-    out.write("a_anomaly.npy", b"whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_anomaly.npy"]
+    (tmp_path / temporary_name("a_anomaly.npy")).write_bytes(b"someone's file")
     (tmp_path / "target.txt").write_text("keep")
     (tmp_path / temporary_name("b_anomaly.npy")).symlink_to(tmp_path / "target.txt")
-    with pytest.raises(OutputDirError, match="symbolic link"):
-        out.write("b_anomaly.npy", b"map")
-    assert (tmp_path / "target.txt").read_text() == "keep"
+    out.write("a_anomaly.npy", b"whole")
+    out.write("b_anomaly.npy", b"map")
+    assert (tmp_path / "a_anomaly.npy").read_bytes() == b"whole" and (tmp_path / "b_anomaly.npy").read_bytes() == b"map"
+    assert (tmp_path / temporary_name("a_anomaly.npy")).read_bytes() == b"someone's file"
+    assert (tmp_path / temporary_name("b_anomaly.npy")).is_symlink() and (tmp_path / "target.txt").read_text() == "keep"
+    assert not list(tmp_path.glob("*.1.tmp"))  # the next free name was used, then renamed into place
 
 
 # -- an output dir must be the tool's ------------------------------------------------------------------
