@@ -137,6 +137,16 @@ def count(number: int) -> str:
     return f"{number:,}"
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 batch folder``, ``3 batch folders``.
+
+    Example:
+        >>> counted(1, "batch folder"), counted(10000, "image")
+        ('1 batch folder', '10,000 images')
+    """
+    return f"{count(number)} {noun}{'' if number == 1 else 's'}"
+
+
 def check_failures(images: int, failed: int, csv_path: str, first_failure: str = "") -> None:
     """A finished run's warning (some images failed), or :class:`NoImagePredicted` (none succeeded)."""
     if images and failed == images:

@@ -12,12 +12,14 @@ from anomalib_folder_ext.outputs import artifacts, journal, summary
 from anomalib_folder_ext.console import check_failures, count, say
 from anomalib_folder_ext.errors import NoImagePredicted
 from anomalib_folder_ext.options import Normalization, WriterOptions
+from anomalib_folder_ext.outputs.outputdir import REPORT_NAMES
 from anomalib_folder_ext.outputs.owned import OwnedDir
 from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.callbacks.runinfo import (
     LoopClock,
     RankReport,
     gather_to_rank_zero,
+    device_text,
     peak_memory_mib,
     precision_text,
 )
@@ -78,7 +80,8 @@ class FolderFinish:
             if progress is not None:  # finish the bar first: the last line goes below it
                 progress.teardown(trainer, trainer.lightning_module, "predict")
             try:
-                say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report))
+                overlays = self.options.overlay_format.value if self.options.save_overlay else None
+                say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report, overlays))
             except NoImagePredicted as error:
                 error.result = result
                 raise
@@ -99,7 +102,7 @@ class FolderFinish:
             "output dir": self.directory.path.resolve(),
             "image size (H, W)": dataset.image_size if dataset is not None else "",
             "batch size": datamodule.batch_size,
-            "device": f"{trainer.strategy.root_device.type} ({trainer.strategy.__class__.__name__})",
+            "device": device_text(trainer.strategy),
             "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
             "precision": precision_text(trainer),
             "normalization": _NORMALIZATION_NOTES[options.normalization].format(options=options),
@@ -114,12 +117,14 @@ class FolderFinish:
 
 
 def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicted: int, loop_s: float,
-              report: bool) -> str:
-    """The run's last line: where the results are and what they hold; :class:`NoImagePredicted` when nothing succeeded."""
+              report: bool, overlays: str | None = None) -> str:
+    """The run's last line: where the results are and what they hold (``overlays``: their format, when
+    written); :class:`NoImagePredicted` when nothing succeeded."""
     stats = summary.score_statistics(rows)
     relative = os.path.relpath(output_dir)
     shown = f"{Path(output_dir).resolve() if relative.startswith('..') else relative}/"
-    files = [summary.CSV_NAME, summary.SUMMARY_NAME] + (["report.html"] if report else [])
+    files = [summary.CSV_NAME, summary.SUMMARY_NAME, *(REPORT_NAMES if report else ()),
+             *([f"*_overlay.{overlays}"] if overlays else [])]
     first = next((row for row in rows if row.status != "ok"), None)
     check_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
                    f"{artifacts.display_name(first.image)}: {first.error}" if first else "")

@@ -118,6 +118,11 @@ def backend_of(model: object) -> str | None:
     return getattr(model, "backend", None)
 
 
+def device_text(strategy: object) -> str:
+    """The device that ran (not the configured ``auto``), and how: ``cuda (DDPStrategy)``."""
+    return f"{strategy.root_device.type} ({strategy.__class__.__name__})"
+
+
 def precision_text(trainer: Trainer) -> str:
     """The precision that ran, and the one asked for when Lightning changed it (16-mixed on a CPU runs as bf16);
     for an exported model, the runtime and the precision it computed in."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -107,7 +108,13 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(msg)
     try:
         content = _load(data)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except pickle.UnpicklingError as exc:  # torch's text goes on to say how to load it anyway: not our advice
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        msg = (f"checkpoint {path}: holds Python objects besides weights{what}, which loading would run; "
+               "a checkpoint is only read as data: use one saved by anomalib's training")
+        raise CheckpointError(msg) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = f"checkpoint {path}: not a readable PyTorch Lightning checkpoint ({reason[:200]})"
         raise CheckpointError(msg) from None

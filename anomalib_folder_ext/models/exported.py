@@ -76,7 +76,28 @@ def _read_metadata(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("tool") != TOOL:
         msg = f"exported model {path}: not written by anomalib-folder export"
         raise ExportedModelError(msg)
+    for name, fits in _FIELDS.items():
+        if name in data and not fits(data[name]):
+            msg = f"exported model {path}: its field {name!r} is malformed ({json.dumps(data[name])[:80]}); export again"
+            raise ExportedModelError(msg)
     return data
+
+
+def _numbers(state: object) -> bool:
+    return isinstance(state, dict) and all(v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+                                           for v in state.values())
+
+
+# What each field a run reads must look like: a malformed one is a one-line refusal, not a traceback.
+_FIELDS = {
+    "file": lambda v: isinstance(v, str) and v in {f"model{suffix}" for suffix in GRAPH_SUFFIXES},
+    "precision": lambda v: v in PRECISIONS,
+    "input_size": lambda v: isinstance(v, list) and len(v) == 2 and all(type(n) is int and n > 0 for n in v),
+    "graph_sha256": lambda v: isinstance(v, str),
+    "complete": lambda v: isinstance(v, bool),
+    "checkpoint": lambda v: isinstance(v, dict),
+    "post_processor": lambda v: isinstance(v, dict) and _numbers(v.get("state", {})) and isinstance(v.get("config", {}), dict),
+}
 
 
 def _check_complete(folder: Path, metadata: dict) -> None:

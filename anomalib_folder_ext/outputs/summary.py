@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalib_folder_ext.console import counted
 from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.outputs.owned import OwnedDir
 
@@ -269,7 +270,7 @@ def combined_summary_text(
             f"{numbers['above_threshold']:>6} {' '.join(scores)} {time_text} {rate}  {report.status}"
         )
     lines += ["", "Overall"]
-    lines.append(f"  images : {stats['images']} ({stats['ok']} ok, {stats['failed']} failed) in {len(reports)} batch folders")
+    lines.append(f"  images : {stats['images']} ({stats['ok']} ok, {stats['failed']} failed) in {counted(len(reports), 'batch folder')}")
     lines += _score_lines(stats, width=6)
     owner = {id(row): report.name for report in reports for row in report.rows}
     top = most_anomalous(every, top_count)

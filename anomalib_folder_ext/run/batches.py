@@ -27,7 +27,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from anomalib_folder_ext.outputs import journal, outputdir, summary
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.outputs.artifacts import default_output_dir, display_name
-from anomalib_folder_ext.console import check_failures
+from anomalib_folder_ext.console import check_failures, counted
 from anomalib_folder_ext.images.discover import natural_key
 from anomalib_folder_ext.errors import BATCHES_COMMAND, PREDICT_COMMAND, InputError, NoImagePredicted, Terms
 from anomalib_folder_ext.outputs.outputroot import (
@@ -40,7 +40,7 @@ from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
 from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
 from anomalib_folder_ext.outputs.runplan import OutputNames, run_settings
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero, start_ranks
-from anomalib_folder_ext.callbacks.runinfo import backend_of, precision_name
+from anomalib_folder_ext.callbacks.runinfo import backend_of, device_text, precision_name
 
 
 @dataclass
@@ -153,7 +153,7 @@ class BatchRun:
             if job.plan is None:  # another rank's: rank 0 listed and planned the folder
                 job.datamodule.relative_paths = paths
                 self._plan_folder(job)
-        _say(f"{len(self.jobs)} batch folders, {self.total_images} images -> {self.output_root.resolve()}"
+        _say(f"{counted(len(self.jobs), 'batch folder')}, {self.total_images} images -> {self.output_root.resolve()}"
              f" (resume {'on: finished folders and images are skipped' if self.resume else 'off: everything is redone'})")
 
     def _load_folder(self, index: int, job: FolderJob, shared: dict) -> None:
@@ -267,20 +267,19 @@ class BatchRun:
         ok = sum(row.status == "ok" for row in every)
         earlier = self.root.earlier_reports()
         covered = sorted([*self.reports, *earlier], key=lambda report: natural_key(report.name)) if earlier else self.reports
-        trainer = self.cli.config.predict.trainer
         parameters = {
             "checkpoint": str(Path(self.ckpt_path).resolve()) if self.ckpt_path else getattr(self.cli.model, "model_file", "(none)"),
             "output root": self.output_root.resolve(),
             "batch folders": f"{len(covered)} ({len(earlier)} from earlier runs)" if earlier else len(covered),
             "precision": self.settings["precision"],
-            "device": f"{trainer.accelerator}, devices {trainer.devices}",
+            "device": f"{device_text(self.strategy)}, ranks {self.strategy.world_size}",
             "wall time": f"{time.perf_counter() - self.started:.1f} s (this run, from reading the configs)",
         }
         written = self.root.write_combined(covered, parameters)
         also = f"; the combined files also cover {len(earlier)} folder{'s' if len(earlier) > 1 else ''} of earlier runs" \
             if earlier else ""
         _say(
-            f"done: {len(self.reports)} batch folders, {len(every)} images ({ok} ok, {len(every) - ok} failed) -> "
+            f"done: {counted(len(self.reports), 'batch folder')}, {len(every)} images ({ok} ok, {len(every) - ok} failed) -> "
             f"{self.output_root.resolve()}: {written}, "
             f"and one output dir per folder (maps, results.csv, results_summary.txt){also}"
         )

@@ -86,16 +86,25 @@ def _check_options(fmt: str, precision: str, calibration: Path | None) -> None:
             raise ExportedModelError(msg) from None
 
 
-def sample_images(folder: Path | None, size: tuple[int, int], count: int) -> np.ndarray:
-    """Up to ``count`` images exactly as the folder datamodule feeds them (decoded, resized, in [0, 1]);
-    smooth noise when no folder is given."""
+def calibration_images(folder: Path, count: int) -> list[str]:
+    """The first ``count`` images of the calibration folder, found before anything loads."""
+    from anomalib_folder_ext.images.discover import list_folder_images
+
+    try:
+        return list_folder_images(folder)[:count]
+    except InputError as exc:  # worded for predict's folder_path; here it is the calibration folder
+        raise InputError(exc.template.replace("folder_path", "--calibration_folder", 1), option="calibration_folder") from None
+
+
+def sample_images(folder: Path | None, names: list[str], size: tuple[int, int], count: int) -> np.ndarray:
+    """The images ``names`` of ``folder`` exactly as the folder datamodule feeds them (decoded, resized,
+    in [0, 1]); ``count`` images of smooth noise when no folder is given."""
     if folder is None:
         noise = torch.from_numpy(np.random.default_rng(0).random((count, 3, *size), dtype=np.float32))
         return torch.nn.functional.avg_pool2d(noise, 3, 1, 1).numpy()
     from anomalib_folder_ext.data.datamodule import FolderImageDataset, _to_float
-    from anomalib_folder_ext.images.discover import list_folder_images
 
-    dataset = FolderImageDataset(folder, list_folder_images(folder)[:count], size)
+    dataset = FolderImageDataset(folder, names, size)
     items = [dataset[index] for index in range(len(dataset))]
     failed = [item for item in items if item.error]
     if failed or not items:
@@ -161,10 +170,12 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, precisi
     checkpoint, out = Path(checkpoint).expanduser(), Path(out).expanduser()
     calibration = Path(calibration_folder).expanduser() if calibration_folder else None
     _check_options(fmt, precision, calibration)
+    count = 300 if precision == "int8" else CHECK_IMAGES
+    names = calibration_images(calibration, count) if calibration is not None else []
     check_export_dir(out)
     model, loaded = load_checkpoint_model(checkpoint)
     size = tuple(loaded.settings.image_size or (256, 256))
-    images = sample_images(calibration, size, 300 if precision == "int8" else CHECK_IMAGES)
+    images = sample_images(calibration, names, size, count)
     with tempfile.TemporaryDirectory(prefix="anomalib-folder-export-") as work:
         converted = _convert(model, fmt, precision, size, Path(work))
         if precision == "int8":

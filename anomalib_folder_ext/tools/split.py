@@ -19,6 +19,7 @@ import io
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,26 @@ def plan_csv(plan: Sequence[Placement]) -> str:
 
 
 _BATCH_NAME = re.compile(r"batch_\d+")
+
+
+def split_difference(earlier: Sequence[Placement], plan: Sequence[Placement]) -> str:
+    """What differs between two splits, in the user's terms: the size, the images, or where one goes.
+
+    Example:
+        >>> split_difference(plan_split(["a", "b", "c"], 2), plan_split(["a", "b", "c"], 1))
+        'batches of 2 images; this one: of 1'
+        >>> split_difference(plan_split(["a", "b"], 2), plan_split(["a", "b", "c"], 2))
+        '2 images; this one: 3 (c is new)'
+    """
+    sizes = [max(Counter(p.batch for p in placements).values()) for placements in (earlier, plan)]
+    if sizes[0] != sizes[1] and len(earlier) > sizes[0]:
+        return f"batches of {sizes[0]} images; this one: of {sizes[1]}"
+    before, now = {p.image for p in earlier}, {p.image for p in plan}
+    if before != now:
+        what = f"{min(now - before, key=natural_key)} is new" if now - before else f"{min(before - now, key=natural_key)} is gone"
+        return f"{len(earlier)} images; this one: {len(plan)} ({what})"
+    moved = next(p for p, q in zip(earlier, plan, strict=True) if p != q)
+    return f"{moved.image} is in {moved.batch}; this one puts it elsewhere"
 
 
 def read_plan(root: OwnedDir | str | Path) -> list[Placement] | None:
@@ -262,11 +283,7 @@ def split_folder(
         raise SplitError(msg)
 
     if earlier is not None and earlier != plan:
-        msg = (
-            f"{root}: already holds a different split ({PLAN_NAME}: {len(earlier)} images in "
-            f"{len({p.batch for p in earlier})} batch folders; this one: {len(plan)} in "
-            f"{len({p.batch for p in plan})}); choose an empty --out"
-        )
+        msg = f"{root}: already holds a different split ({PLAN_NAME}: {split_difference(earlier, plan)}); choose an empty --out"
         raise SplitError(msg)
     batches = list(dict.fromkeys(p.batch for p in plan))
     if existing is not None:

@@ -57,6 +57,7 @@ def test_one_process_predicts_three_folders_with_one_checkpoint_load(job):
     assert (out / combined[12]["npy"]).is_file()
     summary = (out / "all_batches_summary.txt").read_text()
     assert "13 (13 ok, 0 failed) in 3 batch folders" in summary and "Most anomalous images of all batch folders" in summary
+    assert re.search(r"device\s+: cpu \(SingleDeviceStrategy\), ranks 1\n", summary), summary  # what ran, not "auto"
 
     output = result.stdout + result.stderr
     assert output.count("Restoring states from the checkpoint") == 1  # loaded once, for all three folders

@@ -297,6 +297,8 @@ def test_export_refuses_what_it_cannot_make_before_loading_anything(folder):
             "an ONNX export is fp32")
     refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--precision", "int8", "--out", "e"], folder,
             "--precision int8 needs --calibration_folder")
+    refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--calibration_folder", "nope", "--out", "e"], folder,
+            "--calibration_folder nope: no such folder")
     (folder / "e").mkdir()
     (folder / "e" / "notes.txt").write_text("the user's")
     refused(["anomalib-folder", "export", "--model_path", "x.ckpt", "--out", "e"], folder, "holds files that are not an export of this tool")

@@ -215,6 +215,8 @@ def model_original_run(checkpoint, yaml_run):
                        "--output_dir", "model_original", "--normalization", "model", "--map_size", "original",
                        "--save_overlay", "True", "--report", "True"], cwd=workdir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]  # the last line names every kind of file the run wrote
+    assert last.endswith("results.csv, results_summary.txt, report.html, report.png, *_overlay.jpg"), last
     return workdir.parent / "model_original"
 
 

@@ -44,3 +44,31 @@ def test_the_content_digest_follows_the_bytes_not_the_name(tmp_path):
     assert content_digest(one) == content_digest(two)
     two.write_bytes(b"other weights")
     assert content_digest(one) != content_digest(two)
+
+
+@pytest.mark.parametrize(("field", "value"), [("input_size", "big"), ("input_size", [256]), ("file", "../../elsewhere.xml"),
+                                              ("precision", "fp8"), ("post_processor", {"state": {"pixel_max": "high"}}),
+                                              ("complete", "yes")])
+def test_a_malformed_export_json_field_is_one_line_naming_it(tmp_path, field, value):
+    from anomalib_folder_ext.models.exported import TOOL, read_export
+
+    (tmp_path / "model.xml").write_text("<net/>")
+    (tmp_path / "model.bin").write_bytes(b"")
+    (tmp_path / "export.json").write_text(json.dumps({"tool": TOOL, "file": "model.xml", field: value}))
+    with pytest.raises(ExportedModelError, match=f"its field '{field}' is malformed") as refused:
+        read_export(tmp_path)
+    assert str(tmp_path / "export.json") in str(refused.value) and "\n" not in str(refused.value)
+
+
+class Payload:
+    """Stands in for code a crafted checkpoint would run when unpickled (this one does nothing)."""
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_advice_to_load_it_anyway(tmp_path):
+    import torch
+
+    torch.save({"state_dict": {"model.teacher.w": torch.zeros(1), "model.ae.w": torch.zeros(1)}, "payload": Payload()},
+               tmp_path / "crafted.ckpt")
+    with pytest.raises(InputError, match=r"holds Python objects besides weights \(\S*Payload\), which loading would run") as refused:
+        read_checkpoint(tmp_path / "crafted.ckpt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)

@@ -59,6 +59,7 @@ def test_a_different_split_into_the_same_root_is_refused_in_one_line(tmp_path, c
     assert main(["split", str(tmp_path / "src"), "--size", "8", "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "already holds a different split" in error and "out" in error
+    assert "batches of 10 images; this one: of 8" in error  # what differs, not the same counts twice
     assert snapshot(tmp_path / "out") == before
 
 
