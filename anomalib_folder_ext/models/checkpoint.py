@@ -13,7 +13,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,7 +63,12 @@ class LoadedCheckpoint:
 
     settings: EfficientAdCheckpoint
     content: dict
-    sha256: str
+    data: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the bytes read (hashed when asked: checking a checkpoint does not need it)."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> EfficientAdCheckpoint:
@@ -138,7 +143,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         pad_maps=bool(hparams.get("pad_maps", True)),
         image_size=_resize_size(content.get("anomalib_pre_processor_config")),
     )
-    return LoadedCheckpoint(settings, content, hashlib.sha256(data).hexdigest())
+    return LoadedCheckpoint(settings, content, data)
 
 
 def by_network(keys: list[str]) -> str:

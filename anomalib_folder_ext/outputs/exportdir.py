@@ -16,8 +16,8 @@ from pathlib import Path
 
 from anomalib_folder_ext.errors import OutputDirError
 from anomalib_folder_ext.models.exported import METADATA_NAME, TOOL
-from anomalib_folder_ext.outputs.outputdir import shared_location
-from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing, temporary_name
+from anomalib_folder_ext.outputs.outputdir import open_folder, shared_location
+from anomalib_folder_ext.outputs.owned import OwnedDir, temporary_name
 
 GRAPH_FILES = ("model.xml", "model.bin", "model.onnx")
 EXPORT_FILES = (*GRAPH_FILES, METADATA_NAME)
@@ -30,10 +30,7 @@ def check_export_dir(out: Path) -> None:
     if shared:
         msg = f"--out {out}: is {shared}; an export goes into a folder of its own, such as model_export: choose one"
         raise OutputDirError(msg)
-    if out.exists() and not out.is_dir():
-        msg = f"--out {out}: is a file, not a folder"
-        raise OutputDirError(msg)
-    directory = open_existing(out)
+    directory = open_folder(out, "--out")
     if directory is None:
         return
     with directory:

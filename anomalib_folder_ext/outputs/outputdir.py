@@ -118,6 +118,14 @@ class OutputDirLock:
             self.held = False
 
 
+def open_folder(path: Path, option: str) -> OwnedDir | None:
+    """The folder ``option`` names, open, when it exists (``None``: not yet); a file there is refused."""
+    if path.exists() and not path.is_dir():
+        msg = f"{option} {path}: is a file, not a folder"
+        raise OutputDirError(msg)
+    return open_existing(path)
+
+
 def shared_location(path: Path) -> str | None:
     """What ``path`` is when no tool's files belong directly in it (the file system's root, a home directory)."""
     real = Path(os.path.realpath(path))
@@ -188,10 +196,7 @@ def check_output_dir(
         problem = replaced_input(output_dir, folder, plan.names, plan.all_files())
     if problem:
         raise OutputDirError(problem)
-    if output_dir.exists() and not output_dir.is_dir():
-        msg = f"output_dir {output_dir}: is a file, not a folder"
-        raise OutputDirError(msg)
-    directory = open_existing(output_dir)
+    directory = open_folder(output_dir, "output_dir")
     if directory is None:
         return None
     with directory:

@@ -7,10 +7,10 @@ following a symbolic link (``O_NOFOLLOW``). A link planted there (a ``config.yam
 file elsewhere, a ``.journal`` or a sub-folder linked out of the dir) is refused, never written
 through.
 
-Files land atomically: written under their own temporary name (``.<name>.tmp`` beside them, or the
-next free one: a temporary never takes a name that exists) and renamed, so a file is either absent
-or complete, and a killed run's leftovers are found by their exact names, never by a pattern. Deleting takes regular files only: a link, a folder or anything
-else under a name of ours is left alone.
+Files land atomically: written under a temporary name beside them (``.<name>.tmp``, or the next free
+one: never a name that exists) and renamed, so a file is either absent or complete, and a killed
+run's leftovers are found by their exact names, never by a pattern. Deleting takes regular files
+only: a link, a folder or anything else under a name of ours is left alone.
 """
 
 from __future__ import annotations

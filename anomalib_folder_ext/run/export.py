@@ -180,12 +180,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, precisi
         converted = _convert(model, fmt, precision, size, Path(work))
         if precision == "int8":
             converted = _quantize(converted[0], images)
-        files = {f"model{file.suffix}": file for file in converted}
-        graph = Path(work) / f"model{converted[0].suffix}"
-        for name, file in files.items():  # the names the export dir gives them, to check them there
-            if file != Path(work) / name:
-                file.replace(Path(work) / name)
-        files = {name: Path(work) / name for name in files}
+        files = {}
+        for file in converted:  # under the names the export dir gives them, to check them there
+            files[f"model{file.suffix}"] = file.replace(Path(work) / f"model{file.suffix}")
+        graph = files[f"model{converted[0].suffix}"]
         metadata = {
             "tool": TOOL, "model": "EfficientAd", "file": graph.name, "format": fmt, "precision": precision,
             "graph_sha256": content_digest(graph),
