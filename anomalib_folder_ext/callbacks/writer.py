@@ -22,6 +22,7 @@ from anomalib_folder_ext.callbacks.stopping import stopping_error
 from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms
 from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageBatch
 from anomalib_folder_ext.distributed import liveness
+from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint
 from anomalib_folder_ext.options import OUTPUT_DIR_DOC, WriterOptions, args_doc
 from anomalib_folder_ext.outputs import journal, outputdir
@@ -126,6 +127,7 @@ class AnomalyMapWriter(Callback):
                                                outputs, self.options, trainer.world_size)
         settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
         try:
+            agreed_on_every_rank(trainer.strategy, {**datamodule.row_settings(), **settings})
             self.plan = run_dir.open_on_every_rank(trainer.strategy, settings, self._checkpoint_deferred)
             # after an overwrite took the earlier run's files away, its config among them
             run_dir.keep(save_run_config(trainer, run_dir.directory, outputdir.CONFIG_NAME, self._run_config))

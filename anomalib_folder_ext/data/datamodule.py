@@ -264,6 +264,12 @@ class FolderDataModule(AnomalibDataModule):
         ``relative_paths`` (names, order, summaries), and batches of nothing else are not predicted again."""
         self.finished = frozenset(names)
 
+    def row_settings(self) -> dict[str, object]:
+        """The data settings that decide a folder's rows: the ranks of one job must share them."""
+        return {"folder_path": str(self.folder_path.resolve()), "output_dir": str(self.output_dir.resolve()),
+                "image_size": self.image_size, "batch_size": self.batch_size, "recursive": self.recursive,
+                "extensions": tuple(self.extensions), "max_pixels": self.max_pixels}
+
     def list_images(self) -> list[Path]:
         return list_folder_images(self.folder_path, self.extensions, self.recursive, exclude=self.output_dir)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from anomalib_folder_ext.distributed.ranks import distributed, node_of, speaks_for_node
+from anomalib_folder_ext.distributed.ranks import distributed, node_of, ranks_per_node, speaks_for_node
 from anomalib_folder_ext.errors import EXIT_RANK_LOST, InputError, RankLost
 
 BEAT_S = 5.0
@@ -228,8 +228,7 @@ def watch(strategy: object, rerun: str) -> None:
         return
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     store = PrefixStore(f"anomalib_folder_ext/liveness/{attempt}/", client)
-    ranks_per_node = max(dist.get_world_size() // max(getattr(strategy, "num_nodes", 1), 1), 1)
-    _WATCH = Watch(store, dist.get_rank(), dist.get_world_size(), ranks_per_node,
+    _WATCH = Watch(store, dist.get_rank(), dist.get_world_size(), ranks_per_node(strategy),
                    speaks=speaks_for_node(strategy), rerun=rerun, lost_after=lost_after)
     _WATCH.start()
 

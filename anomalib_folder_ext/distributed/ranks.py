@@ -69,6 +69,75 @@ def decided_on_rank_zero(strategy: object, decide: Callable[[], T]) -> T:
     return value
 
 
+class RanksDisagree(DecidedOnRankZero):
+    """The ranks were started with settings that would put two inputs or two models in one run."""
+
+
+def agreed_on_every_rank(strategy: object, settings: dict[str, object]) -> None:
+    """Refuse, on every rank at once, a job whose ranks do not share every setting that decides a row.
+
+    Each node runs its own command: two nodes told different folders, output dirs, checkpoints or
+    batch sizes would each run, and one ``results.csv`` would mix them. Every rank gathers every
+    rank's ``settings`` (plain values) and finds the same first difference, so all end together
+    with the same line.
+    """
+    if not distributed(strategy):
+        return
+    import torch.distributed as dist
+
+    views: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(views, settings)
+    found = disagreement(views, ranks_per_node(strategy))
+    if found is not None:
+        name, holders = found
+        msg = (f"the nodes disagree on {name} ({holders}); every node runs the same command, naming the same "
+               "folders, model and settings")
+        raise RanksDisagree(msg, quiet=not speaks_for_node(strategy), option=name)
+
+
+def disagreement(views: list[dict], ranks_per_node: int) -> tuple[str, str] | None:
+    """The first setting the ranks' ``views`` differ on, and each value with the nodes (or ranks) holding it.
+
+    >>> disagreement([{"folder_path": "/a", "batch_size": 8}, {"folder_path": "/b", "batch_size": 8}], 1)
+    ('folder_path', "'/a' on node 0; '/b' on node 1")
+    >>> disagreement([{"batch_size": 8}] * 4, 2) is None
+    True
+    """
+    names = list(dict.fromkeys(name for view in views for name in view))
+    for name in names:
+        values = [view.get(name) for view in views]
+        if all(value == values[0] for value in values):
+            continue
+        holders: dict[str, list[int]] = {}
+        for rank, value in enumerate(values):
+            holders.setdefault(_shown(value), []).append(rank)
+        return name, "; ".join(f"{value} on {_who(ranks, ranks_per_node, len(views))}"
+                               for value, ranks in holders.items())
+    return None
+
+
+def _who(ranks: list[int], ranks_per_node: int, world_size: int) -> str:
+    """``ranks`` named by their nodes where they are whole nodes, else by rank."""
+    nodes = sorted({node_of(rank, ranks_per_node) for rank in ranks})
+    if len(ranks) == sum(1 for rank in range(world_size) if node_of(rank, ranks_per_node) in nodes):
+        return f"node{'s' if len(nodes) > 1 else ''} {', '.join(map(str, nodes))}"
+    return f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
+
+
+def _shown(value: object) -> str:
+    """A setting's value for the line: a content digest by its first 12 digits."""
+    if isinstance(value, str) and len(value) >= 40 and all(char in "0123456789abcdef" for char in value):
+        return f"content {value[:12]}…"
+    return repr(value)
+
+
+def ranks_per_node(strategy: object) -> int:
+    """How many ranks each node runs (the process group must be up)."""
+    import torch.distributed as dist
+
+    return max(dist.get_world_size() // max(getattr(strategy, "num_nodes", 1), 1), 1)
+
+
 def speaks_for_node(strategy: object) -> bool:
     """Whether this rank says rank 0's decisions on its machine's console: each node's first rank does."""
     return getattr(strategy, "local_rank", 0) == 0

@@ -39,7 +39,7 @@ from anomalib_folder_ext.outputs.owned import open_existing
 from anomalib_folder_ext.outputs.result import BatchesResult, FolderResult
 from anomalib_folder_ext.run.anomalibcli import anomalib_cli, predict_arguments, the_writer
 from anomalib_folder_ext.outputs.runplan import OutputNames, run_settings
-from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero, start_ranks
+from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank, decided_on_rank_zero, start_ranks
 from anomalib_folder_ext.callbacks.runinfo import backend_of, device_text, precision_name
 
 
@@ -57,6 +57,13 @@ class FolderJob:
     output: object = None  # its FolderOutput: input folder and output dir
     listed_s: float = 0.0  # time to list its images (before the first folder runs)
     finished: dict | None = None  # the finished record of an earlier run that did this folder (resume)
+
+    def source(self) -> str:
+        """Where it was named, absolute: its override file, or the batch root holding it. The nodes of
+        one job must agree on these (which folders a root holds is rank 0's view)."""
+        if self.args[:1] == ["--config"]:
+            return str(Path(self.args[1]).resolve())
+        return str(Path(self.args[1]).resolve().parent)
 
 
 def _rank_zero() -> bool:
@@ -129,6 +136,10 @@ class BatchRun:
         self.strategy = self.cli.engine.trainer.strategy
         start_ranks(self.cli.engine.trainer)
         liveness.watch(self.strategy, rerun=_rerun(terms, resume))
+        data = {name: value for name, value in self.cli.datamodule.row_settings().items()
+                if name not in {"folder_path", "output_dir"}}  # each folder's are compared as it starts
+        agreed_on_every_rank(self.strategy, {"input": sorted({job.source() for job in jobs}), "output_root": str(
+            self.output_root.resolve()), "resume": resume, **data, **self.settings})
         self.jobs = decided_on_rank_zero(self.strategy, lambda: jobs)  # rank 0's view of the batch root
         self.reports: list[summary.BatchReport] = []
         self.results: dict[str, FolderResult] = {}

@@ -36,12 +36,15 @@ def node_command(args: list[str], node_rank: int, port: int, torchrun: bool = Fa
     return args, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(node_rank)}
 
 
-def start_nodes(args: list[str], cwd: Path, torchrun: bool = False, env: dict | None = None) -> list[subprocess.Popen]:
+def start_nodes(args: list[str] | tuple[list[str], list[str]], cwd: Path, torchrun: bool = False,
+                env: dict | None = None) -> list[subprocess.Popen]:
+    """``args``: the command of both nodes, or each node's."""
     port, nodes = free_port(), []
+    each = args if isinstance(args, tuple) else (args, args)
     scratch = cwd / "tmp"  # torchrun's logs and what a killed node leaves stay with the test
     scratch.mkdir(exist_ok=True)
     for node_rank in (0, 1):
-        command, launch = node_command(args, node_rank, port, torchrun)
+        command, launch = node_command(each[node_rank], node_rank, port, torchrun)
         nodes.append(subprocess.Popen(command, cwd=cwd, env=command_env({**launch, "TMPDIR": str(scratch), **(env or {})}),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
     return nodes
@@ -153,3 +156,35 @@ def test_a_node_killed_mid_job_ends_the_job_with_one_line_and_the_same_command_f
     rerun = run_nodes(batches, cwd=root)
     assert "[1/3] batch_01: done earlier" in rerun[0][1]
     assert_same_as_one_process(root, "lost")
+
+
+def assert_refused_on_both_nodes(results: list[tuple[int, str, str]], line: str) -> None:
+    for node, (status, _, err) in enumerate(results):
+        assert status == 2, f"node {node}: {err[-3000:]}"
+        assert err.strip() == line, f"node {node}: {err[-3000:]}"
+
+
+@pytest.mark.slow
+def test_nodes_told_different_folders_end_together_with_one_line_naming_the_setting_and_the_nodes(work):
+    """Same file names, other images: each node would predict its own and one results.csv would mix them."""
+    root, checkpoint = work
+    write_images(root / "elsewhere" / "batch_01", FOLDERS["batch_01"], seed=9)
+    predict = ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--output_dir", "mixed", *ON_CPU]
+    results = finish(start_nodes(([*predict, "--folder_path", "data/batch_01"],
+                                  [*predict, "--folder_path", "elsewhere/batch_01"]), cwd=root))
+    assert_refused_on_both_nodes(results, (
+        f"error: the nodes disagree on folder_path ('{(root / 'data' / 'batch_01').resolve()}' on node 0; "
+        f"'{(root / 'elsewhere' / 'batch_01').resolve()}' on node 1); every node runs the same command, naming the same folders, "
+        "model and settings"))
+    assert not (root / "mixed" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_batch_folders_on_nodes_with_different_batch_sizes_are_refused_before_any_folder_is_read(work):
+    root, checkpoint = work
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "sizes", *ON_CPU]
+    results = finish(start_nodes((batches, [*batches, "--batch_size", "2"]), cwd=root))
+    assert_refused_on_both_nodes(results, (
+        "error: the nodes disagree on batch_size (8 on node 0; 2 on node 1); every node runs the same command, "
+        "naming the same folders, model and settings"))
+    assert not (root / "sizes").exists() or not any((root / "sizes").rglob("results.csv"))
