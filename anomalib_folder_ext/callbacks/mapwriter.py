@@ -60,7 +60,9 @@ class MapWriter:
         size = len(outputs.relative_path)
         items = zip(outputs.relative_path, outputs.original_size, outputs.error, outputs.note or [""] * size,
                     outputs.source or [None] * size, strict=True)
-        jobs = [partial(self._write_one, copy, index, *item) for index, item in enumerate(items)
+        failed = [(-1, (image.relative_path, (0, 0), image.error, image.note, image.source))
+                  for image in outputs.failed or ()]  # no map: its row says why
+        jobs = [partial(self._write_one, copy, index, *item) for index, item in [*enumerate(items), *failed]
                 if item[0] not in self.plan.earlier]
         self._keep(self.pool.submit(jobs))
         self._keep(self.pool.collect_done())  # journal what is finished now, not a few batches later

@@ -20,7 +20,8 @@ from anomalib_folder_ext.callbacks.runinfo import LoopClock, backend_of, checked
 from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over, keeps_maps
 from anomalib_folder_ext.callbacks.stopping import stopping_error
 from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms
-from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageBatch
+from anomalib_folder_ext.data.batch import FolderImageBatch
+from anomalib_folder_ext.data.datamodule import FolderDataModule
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint

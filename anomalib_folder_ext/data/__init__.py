@@ -3,11 +3,7 @@
 ``anomalib_folder_ext.data.FolderDataModule`` is the class path configs name.
 """
 
-from anomalib_folder_ext.data.datamodule import (
-    FolderDataModule,
-    FolderImageBatch,
-    FolderImageDataset,
-    FolderImageItem,
-)
+from anomalib_folder_ext.data.batch import FailedImage, FolderImageBatch, FolderImageItem
+from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageDataset
 
-__all__ = ["FolderDataModule", "FolderImageBatch", "FolderImageDataset", "FolderImageItem"]
+__all__ = ["FailedImage", "FolderDataModule", "FolderImageBatch", "FolderImageDataset", "FolderImageItem"]

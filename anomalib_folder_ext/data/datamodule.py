@@ -10,6 +10,9 @@ The data path is built so the device never waits for the host:
 - the model's own pre-processor then resizes the batch on the device, so the maps are anomalib's
   own by construction.
 
+A file that cannot be decoded costs its decode only: the batch carries it aside (``failed``), with
+why, and the model sees only the images that decoded (a batch of none is an empty forward).
+
 A batch whose images differ in size cannot be one block: its images are converted and resized in
 the worker with the pre-processor's own ``Resize`` (the float path), and the pre-processor's
 resize then leaves them as they are. Folders of one image size, the usual case, never take it.
@@ -20,17 +23,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from anomalib.data import AnomalibDataModule, ImageBatch, ImageItem
+from anomalib.data import AnomalibDataModule
 from anomalib.data.transforms.utils import extract_transforms_by_type
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import Resize
-from torchvision.transforms.v2.functional import to_dtype_image
-from torchvision.tv_tensors import Image
 
 from anomalib_folder_ext.outputs.artifacts import default_output_dir
 from anomalib_folder_ext.console import at_anomalib_cli_edge
@@ -44,73 +44,16 @@ from anomalib_folder_ext.errors import FolderInputError
 from anomalib_folder_ext.options import check_counts
 from anomalib_folder_ext.outputs.journal import file_stamp
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero
+from anomalib_folder_ext.data.batch import FailedImage, FolderImageBatch, FolderImageItem, to_float
 from anomalib_folder_ext.data.schedule import FolderShardSampler, scheduled_indices
 
 DEFAULT_IMAGE_SIZE = (256, 256)
 
 
-def _checked_image(image: torch.Tensor) -> Image:
-    """anomalib's image checks, without its conversion to float: ``uint8`` stays ``uint8`` until the device."""
-    if not isinstance(image, torch.Tensor):
-        msg = f"Image must be a torch.Tensor, got {type(image)}."
-        raise TypeError(msg)
-    if image.ndim not in {3, 4} or image.shape[-3] != 3:
-        msg = f"Image must have shape [3, H, W] or [N, 3, H, W], got shape {tuple(image.shape)}."
-        raise ValueError(msg)
-    return Image(image if image.dtype in {torch.uint8, torch.float32} else image.to(torch.float32))
-
-
-@dataclass
-class FolderImageItem(ImageItem):
-    """An ``ImageItem`` that remembers where it came from and how big it was; its image is ``uint8``."""
-
-    relative_path: str = ""
-    original_size: tuple[int, int] = (0, 0)  # (H, W) of the file
-    error: str = ""  # why the file could not be read; "" when it was
-    note: str = ""  # what was changed on the way in (16-bit scaled, alpha dropped, ...); "" when nothing
-    source: tuple[int, ...] | None = None  # the file's stamp as read (journal.file_stamp), for resume to compare
-
-    @staticmethod
-    def validate_image(image: torch.Tensor) -> Image:
-        return _checked_image(image)
-
-
-@dataclass
-class FolderImageBatch(ImageBatch):
-    """Batch of :class:`FolderImageItem`. The image is ``uint8`` until it is on the device.
-
-    ``relative_path``, ``original_size`` and ``error`` are plain lists, so Lightning leaves them
-    on the host and reading them never waits for the device. Iterated (as anomalib's visualizer
-    does), it yields :class:`FolderImageItem`.
-    """
-
-    item_class = FolderImageItem
-
-    relative_path: list[str] | None = None
-    original_size: list[tuple[int, int]] | None = None
-    error: list[str] | None = None
-    note: list[str] | None = None
-    source: list[tuple[int, ...] | None] | None = None
-
-    @staticmethod
-    def validate_image(image: torch.Tensor) -> Image:
-        return _checked_image(image)
-
-    def pin_memory(self) -> FolderImageBatch:
-        """Called by the DataLoader's pinning thread: page-locked memory makes the device copy asynchronous."""
-        self.image = self.image.pin_memory()
-        return self
-
-
-def _to_float(image: torch.Tensor) -> torch.Tensor:
-    """``uint8`` to float32 in [0, 1] exactly as ``read_image`` does; the kernel on a plain tensor, no tv_tensor dispatch."""
-    return to_dtype_image(image.as_subclass(torch.Tensor), torch.float32, scale=True)
-
-
 class FolderImageDataset(Dataset):
     """Images of one folder, decoded to ``uint8``; batches are collated by :meth:`collate`.
 
-    A file that cannot be decoded does not stop the run: it yields a black image and its error,
+    A file that cannot be decoded does not stop the run: it yields an empty image and its error,
     and the writer lists it as failed.
 
     Example:
@@ -149,7 +92,7 @@ class FolderImageDataset(Dataset):
                 notes.append(f"upscaled from {original_size[1]} x {original_size[0]}")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file, not raised
             error = failure_reason(path, exc)
-            pixels = np.zeros((*self.image_size, 3), dtype=np.uint8)
+            pixels = np.zeros((0, 0, 3), dtype=np.uint8)  # collate sets it aside
             original_size = (0, 0)
         return FolderImageItem(
             image=torch.from_numpy(pixels).permute(2, 0, 1),  # CHW view of HWC memory, no copy
@@ -162,16 +105,21 @@ class FolderImageDataset(Dataset):
         )
 
     def collate(self, items: list[FolderImageItem]) -> FolderImageBatch:
-        """One ``uint8`` block when the images share a size, else the float path (see the module doc)."""
+        """One ``uint8`` block when the images share a size, else the float path (see the module doc);
+        the files that did not decode aside."""
+        failed = [FailedImage(item.relative_path, item.error, item.note, item.source) for item in items if item.error]
+        items = [item for item in items if not item.error]
         sizes = {tuple(item.image.shape[-2:]) for item in items}
-        if len(sizes) == 1:
+        if not items:
+            image = torch.empty((0, 3, *self.image_size), dtype=torch.uint8)
+        elif len(sizes) == 1:
             height, width = sizes.pop()
             block = torch.empty((len(items), height, width, 3), dtype=torch.uint8)
             for index, item in enumerate(items):
                 block[index].copy_(item.image.permute(1, 2, 0))
             image = block.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
         else:
-            image = torch.stack([self.resize(_to_float(item.image)) for item in items])
+            image = torch.stack([self.resize(to_float(item.image)) for item in items])
         return FolderImageBatch(
             image=image,
             image_path=[item.image_path for item in items],
@@ -180,6 +128,7 @@ class FolderImageDataset(Dataset):
             error=[item.error for item in items],
             note=[item.note for item in items],
             source=[item.source for item in items],
+            failed=failed,
         )
 
     @property
@@ -304,7 +253,7 @@ class FolderDataModule(AnomalibDataModule):
         """On the device: ``uint8`` to float in [0, 1], as anomalib's ``read_image`` does on the host."""
         del dataloader_idx
         if isinstance(batch, FolderImageBatch) and batch.image.dtype == torch.uint8:
-            batch.image = _to_float(batch.image)
+            batch.image = to_float(batch.image)
         return batch
 
     def predict_dataloader(self) -> DataLoader:

@@ -100,6 +100,9 @@ class ExportedModel(AnomalibModule):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Batch:
         del batch_idx, dataloader_idx
+        if not len(batch.image):  # every file of the batch failed to decode: nothing to run
+            return batch.update(pred_score=batch.image.new_zeros((0, 1), dtype=torch.float32),
+                                anomaly_map=batch.image.new_zeros((0, *batch.image.shape[-2:]), dtype=torch.float32))
         images = batch.image.detach().to("cpu", torch.float32).contiguous().numpy()
         outputs = self.runtime.run(images)
         scores = torch.from_numpy(outputs["pred_score"].astype("float32", copy=False)).reshape(-1, 1)

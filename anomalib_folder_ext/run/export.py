@@ -102,7 +102,8 @@ def sample_images(folder: Path | None, names: list[str], size: tuple[int, int], 
     if folder is None:
         noise = torch.from_numpy(np.random.default_rng(0).random((count, 3, *size), dtype=np.float32))
         return torch.nn.functional.avg_pool2d(noise, 3, 1, 1).numpy()
-    from anomalib_folder_ext.data.datamodule import FolderImageDataset, _to_float
+    from anomalib_folder_ext.data.batch import to_float
+    from anomalib_folder_ext.data.datamodule import FolderImageDataset
 
     dataset = FolderImageDataset(folder, names, size)
     items = [dataset[index] for index in range(len(dataset))]
@@ -113,7 +114,7 @@ def sample_images(folder: Path | None, names: list[str], size: tuple[int, int], 
     from torchvision.transforms.v2 import Resize
 
     # the model's pre-processor resizes a batch of one size (the datamodule, a batch of several sizes)
-    return Resize(list(size), antialias=True)(_to_float(dataset.collate(items).image)).contiguous().numpy()
+    return Resize(list(size), antialias=True)(to_float(dataset.collate(items).image)).contiguous().numpy()
 
 
 def _convert(model, fmt: str, precision: str, size: tuple[int, int], work: Path) -> list[Path]:  # noqa: ANN001

@@ -77,7 +77,22 @@ def _sixteen_bit_png(path: Path) -> None:
     Image.fromarray(np.linspace(0, 65535, 96 * 96).reshape(96, 96).astype(np.uint16)).save(path)
 
 
-def test_unusual_images_get_rows_notes_and_a_warning_and_all_failed_exits_3(checkpoint, tmp_path):
+@pytest.fixture
+def forward_sizes(monkeypatch) -> list[int]:
+    """How many images each forward pass of the EfficientAd network got, in this process."""
+    from anomalib.models.image.efficient_ad.torch_model import EfficientAdModel
+
+    sizes, forward = [], EfficientAdModel.forward
+
+    def counted(self, batch, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        sizes.append(len(batch))
+        return forward(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(EfficientAdModel, "forward", counted)
+    return sizes
+
+
+def test_unusual_images_get_rows_notes_and_a_warning_and_all_failed_exits_3(checkpoint, tmp_path, forward_sizes):
     folder, out = tmp_path / "odd", tmp_path / "out"
     write_images(folder, {"plain.png": ((256, 256), "PNG")})
     _sixteen_bit_png(folder / "grey16.png")
@@ -100,7 +115,9 @@ def test_unusual_images_get_rows_notes_and_a_warning_and_all_failed_exits_3(chec
     assert "more than max_pixels 400,000" in rows["huge.png"]["error"]
     assert rows["gone.png"]["error"].startswith("dangling symlink")
     assert all(rows[name]["status"] == "failed" for name in ("huge.png", "broken.png", "gone.png"))
+    assert sum(forward_sizes) == 4  # the 3 failed files cost their decode only, never a forward pass
 
+    forward_sizes.clear()
     bad, bad_out = tmp_path / "bad", tmp_path / "bad_out"
     bad.mkdir()
     for name in ("x.png", "y.jpg"):
@@ -111,6 +128,7 @@ def test_unusual_images_get_rows_notes_and_a_warning_and_all_failed_exits_3(chec
         f"error: none of the 2 images could be predicted (first: x.png: {rows_of(bad_out)['x.png']['error']}); "
         "bad_out/results.csv lists each"
     ]
+    assert sum(forward_sizes) == 0
 
 
 def test_ctrl_c_exits_130_keeps_what_finished_and_resume_finishes(checkpoint, tmp_path):

@@ -56,16 +56,25 @@ def test_mixed_size_batches_are_resized_in_the_worker_as_the_pre_processor_would
     assert FolderDataModule(tmp_path).on_after_batch_transfer(batch, 0).image is batch.image  # already float
 
 
-def test_a_broken_file_is_a_black_image_with_its_error(tmp_path):
+def test_a_broken_file_travels_beside_the_batch_with_its_error_and_never_in_the_image(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
-    item = dataset_of(tmp_path, ["broken.png"])[0]
-    assert item.image.dtype == torch.uint8 and item.image.shape == (3, 256, 256) and not item.image.any()
-    assert item.original_size == (0, 0) and item.error.startswith("UnidentifiedImageError")
+    write_images(tmp_path, {"a.png": ((320, 240), "PNG")})
+    dataset = dataset_of(tmp_path, ["broken.png", "a.png"])
+    item = dataset[0]
+    assert item.image.numel() == 0 and item.original_size == (0, 0) and item.error.startswith("UnidentifiedImageError")
+
+    batch = dataset.collate([dataset[0], dataset[1]])
+    assert batch.image.shape == (1, 3, 240, 320) and batch.relative_path == ["a.png"] and batch.error == [""]
+    assert [(failed.relative_path, failed.error) for failed in batch.failed] == [("broken.png", item.error)]
+    assert [it.relative_path for it in batch] == ["a.png"]  # anomalib's item view: the decoded images
+
+    nothing = dataset.collate([dataset[0]])
+    assert nothing.image.shape == (0, 3, 256, 256) and nothing.image.dtype == torch.uint8 and len(nothing.failed) == 1
 
 
 def test_metadata_stays_on_the_host():
     """Lightning moves tensors to the device; sizes and names are lists, so reading them never syncs."""
-    from anomalib_folder_ext.data.datamodule import FolderImageBatch
+    from anomalib_folder_ext.data.batch import FolderImageBatch
 
     batch = FolderImageBatch(image=torch.zeros(1, 3, 4, 4, dtype=torch.uint8), original_size=[(4, 4)],
                              relative_path=["a.png"], error=[""])
@@ -77,7 +86,7 @@ def test_the_loaders_pinning_thread_pins_the_image(monkeypatch):
     """torch's pin_memory() helper finds the batch's own pin_memory (CUDA runs only; faked here)."""
     from torch.utils.data._utils.pin_memory import pin_memory
 
-    from anomalib_folder_ext.data.datamodule import FolderImageBatch
+    from anomalib_folder_ext.data.batch import FolderImageBatch
 
     pinned = []
 

@@ -77,7 +77,8 @@ def test_dataset_rows_carry_notes_and_failures(tmp_path):
     assert gone.error.startswith("dangling symlink: its target") and "deleted.png" in gone.error
     assert tiny.error == "" and tiny.note == "16-bit scaled to 8; upscaled from 64 x 64"
     batch = dataset.collate([big, gone, tiny])
-    assert batch.note == ["", "", "16-bit scaled to 8; upscaled from 64 x 64"]
+    assert batch.note == ["16-bit scaled to 8; upscaled from 64 x 64"] and batch.relative_path == [tiny.relative_path]
+    assert [failed.error for failed in batch.failed] == [big.error, gone.error]
 
 
 def test_notes_are_a_csv_column_and_a_summary_section():
