@@ -137,6 +137,31 @@ def count(number: int) -> str:
     return f"{number:,}"
 
 
+def duration(seconds: float) -> str:
+    """``0:12:58``.
+
+    >>> duration(778.4), duration(5)
+    ('0:12:58', '0:00:05')
+    """
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def images_per_s(rate: float) -> str:
+    """``120 images/s``, ``4.20 images/s``: two figures where a few matter.
+
+    >>> images_per_s(123.4), images_per_s(4.2)
+    ('123 images/s', '4.20 images/s')
+    """
+    return f"{rate:.0f} images/s" if rate >= 10 else f"{rate:.2f} images/s"
+
+
+def shown_dir(directory: os.PathLike) -> str:
+    """``out/`` relative to where the user is, or absolute when it lies elsewhere."""
+    relative = os.path.relpath(directory)
+    return f"{Path(directory).resolve() if relative.startswith('..') else relative}/"
+
+
 def counted(number: int, noun: str) -> str:
     """``1 batch folder``, ``3 batch folders``.
 

@@ -4,12 +4,11 @@ summary, the report, the finished record (``.journal/finished.json``, for tools)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from lightning.pytorch import Trainer
 
 from anomalib_folder_ext.outputs import artifacts, journal, summary
-from anomalib_folder_ext.console import check_failures, count, say
+from anomalib_folder_ext.console import check_failures, count, images_per_s, say, shown_dir
 from anomalib_folder_ext.errors import NoImagePredicted
 from anomalib_folder_ext.options import Normalization, WriterOptions
 from anomalib_folder_ext.outputs.outputdir import REPORT_NAMES
@@ -121,8 +120,7 @@ def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicte
     """The run's last line: where the results are and what they hold (``overlays``: their format, when
     written); :class:`NoImagePredicted` when nothing succeeded."""
     stats = summary.score_statistics(rows)
-    relative = os.path.relpath(output_dir)
-    shown = f"{Path(output_dir).resolve() if relative.startswith('..') else relative}/"
+    shown = shown_dir(output_dir)
     files = [summary.CSV_NAME, summary.SUMMARY_NAME, *(REPORT_NAMES if report else ()),
              *([f"*_overlay.{overlays}"] if overlays else [])]
     first = next((row for row in rows if row.status != "ok"), None)
@@ -137,6 +135,5 @@ def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicte
     if predicted < len(rows):
         parts.append(f"{count(len(rows) - predicted)} from the earlier run")
     if predicted and loop_s > 0:
-        rate = predicted / loop_s
-        parts.append(f"{rate:.0f} images/s" if rate >= 10 else f"{rate:.2f} images/s")
+        parts.append(images_per_s(predicted / loop_s))
     return f"{shown}: {', '.join(parts)} \u2014 {', '.join(files)}"

@@ -16,10 +16,11 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext.callbacks.finish import FolderFinish
 from anomalib_folder_ext.callbacks.mapwriter import MapWriter
+from anomalib_folder_ext.callbacks.progress import ProgressLines
 from anomalib_folder_ext.callbacks.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
 from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over, keeps_maps
 from anomalib_folder_ext.callbacks.stopping import stopping_error
-from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms
+from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, shown_dir
 from anomalib_folder_ext.data.batch import FolderImageBatch
 from anomalib_folder_ext.data.datamodule import FolderDataModule
 from anomalib_folder_ext.distributed import liveness
@@ -102,6 +103,7 @@ class AnomalyMapWriter(Callback):
         self._run_dir, self.plan = None, None
         self._maps: MapWriter | None = None
         self._scoring: Scoring | None = None
+        self._progress: ProgressLines | None = None  # where the progress bar cannot draw (a log file)
         self._clock = LoopClock()
         self._failed = False
         self._checkpoint_deferred = False  # a script's Engine.predict(ckpt_path=...) names it only as weights load
@@ -150,6 +152,8 @@ class AnomalyMapWriter(Callback):
         rows = journal.Journal(directory, trainer.global_rank, self.plan.settings)
         self._maps = MapWriter(options, directory, self.plan, datamodule.folder_path, datamodule.batch_size, rows,
                                self._scoring.normalizer)
+        to_predict = len(datamodule.relative_paths) - len(self.plan.skip)
+        self._progress = ProgressLines.for_trainer(trainer, shown_dir(directory.path), to_predict)
         self._clock.start()
 
     # -- per batch ----------------------------------------------------------------------------
@@ -165,6 +169,8 @@ class AnomalyMapWriter(Callback):
         scores, labels = self._scoring.scores(pl_module, outputs.pred_score)
         self._maps.submit(outputs, scores, labels)
         hand_over(outputs, labels, self._release_maps)
+        if self._progress is not None:
+            self._progress.say(len(outputs.relative_path) + len(outputs.failed or ()))
 
     # -- end ----------------------------------------------------------------------------------
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -27,7 +27,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from anomalib_folder_ext.outputs import journal, outputdir, summary
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.outputs.artifacts import default_output_dir, display_name
-from anomalib_folder_ext.console import check_failures, counted
+from anomalib_folder_ext.console import check_failures, counted, duration
 from anomalib_folder_ext.images.discover import natural_key
 from anomalib_folder_ext.errors import BATCHES_COMMAND, PREDICT_COMMAND, InputError, NoImagePredicted, Terms
 from anomalib_folder_ext.outputs.outputroot import (
@@ -73,11 +73,6 @@ def _rank_zero() -> bool:
 @rank_zero_only
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _shared_settings(config) -> dict:  # noqa: ANN001
@@ -326,5 +321,5 @@ def _batch_line(
                 + f") in {seconds:.1f} s, {rate}, folder overhead {report.overhead_s:.2f} s")
     if stats["ok"]:
         body += f", max score {stats['score_max']:.4g}"
-    eta = f", ETA {_duration((total - done) / rate_so_far)}" if rate_so_far and done < total else ""
+    eta = f", ETA {duration((total - done) / rate_so_far)}" if rate_so_far and done < total else ""
     return f"{head}{body} -> {report.output_dir} | {done}/{total} images{eta}"

@@ -283,3 +283,20 @@ def test_the_report_renders_offline_in_headless_chromium(model_original_run, tmp
     subprocess.run([*flags, "--window-size=1100,1300", f"--screenshot={shot}", url], capture_output=True, timeout=120,
                    check=False)
     assert shot.is_file() and len(set(Image.open(shot).convert("L").getdata())) > 50
+
+
+def test_a_console_that_is_no_terminal_gets_progress_lines_with_rate_and_time_left(checkpoint, tmp_path):
+    """A log file (here: a pipe) sees no progress bar; it gets a line now and then, the last line last."""
+    folder = tmp_path / "in"
+    write_images(folder, {f"part_{index}.png": ((64, 64), "PNG") for index in range(5)})
+    result = run_cli(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", str(folder),
+                      "--batch_size", "1", "--save_as_image", "False", "--output_dir", "out"],
+                     cwd=tmp_path, env={"ANOMALIB_FOLDER_PROGRESS_S": "0.000001"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    progress = [line for line in lines if line.startswith("predicting ")]
+    # one line after every batch but the first (the clock starts there) and the last (the last line follows)
+    assert [re.sub(r", [\d.]+ images/s, ETA \d:\d\d:\d\d$", "", line) for line in progress] == [
+        f"predicting out/: {done} of 5 images ({done * 20}%)" for done in (2, 3, 4)], lines
+    assert lines[-1].startswith("out/: 5 images"), lines
+    assert sum("━" in line for line in lines) <= 1  # rich's bar, which cannot redraw in a file, shows only its end
