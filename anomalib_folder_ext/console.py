@@ -40,6 +40,14 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
 
 
+def quiet_torch_logs() -> None:
+    """torch's C++ warnings off the console, set before torch loads (its level is read then): a node whose
+    job ended while it was stopped would print a page of C++ stack frames about the closed store,
+    after the line that says what happened. ``TORCH_CPP_LOG_LEVEL`` set by the user wins; nothing when verbose."""
+    if not verbose() and "torch" not in sys.modules:
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # also for the DDP ranks this command starts
+
+
 def quiet_dependencies() -> None:
     """Keep anomalib's and Lightning's start-up chatter off the console (idempotent); nothing when verbose."""
     if verbose():

@@ -23,9 +23,15 @@ def stopping_error(exception: BaseException, trainer: Trainer, done: int, output
     if lost is not None:
         return lost
     if isinstance(exception, KeyboardInterrupt) and not isinstance(exception, RunInterrupted):
-        error = RunInterrupted(f"interrupted: {count(done)} images finished and recorded in {output_dir}; "
-                               f"run it again with {option_hint('resume')} to predict only the rest", terms=terms)
-        error.quiet = not trainer.is_global_zero
+        if trainer.is_global_zero:
+            message = (f"interrupted: {count(done)} images finished and recorded in {output_dir}; "
+                       f"run it again with {option_hint('resume')} to predict only the rest")
+        else:  # Ctrl-C on another node's terminal: that node says why it ends; its first rank speaks for it
+            message = (f"interrupted on node {trainer.node_rank} (rank {trainer.global_rank}): the images it finished "
+                       f"are recorded in {output_dir}; run the job again on every node with "
+                       f"{option_hint('resume')} to predict only the rest")
+        error = RunInterrupted(message, terms=terms)
+        error.quiet = not (trainer.is_global_zero or trainer.local_rank == 0)
         _take_ctrl_c_again()
         return error  # raised from the hook: Lightning would end the process with status 1 instead
     if isinstance(exception, InputError):

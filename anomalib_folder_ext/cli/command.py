@@ -80,10 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, passthrough = parser.parse_known_args(argv)
     import os
 
-    from anomalib_folder_ext.console import VERBOSE_ENV
+    from anomalib_folder_ext.console import VERBOSE_ENV, quiet_torch_logs
 
     if getattr(options, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
+    quiet_torch_logs()
     terms = BATCHES_COMMAND if options.command == "batches" else PREDICT_COMMAND  # how messages name a flag
     install_excepthook(terms)  # this command's edge, for what escapes below (Ctrl-C while importing)
     if options.command in {"demo", "split", "export"} and passthrough:

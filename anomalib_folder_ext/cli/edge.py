@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+from anomalib_folder_ext.distributed.meeting import meeting_failure, say_while_waiting
 from anomalib_folder_ext.errors import InputError, Terms, Worded, input_error_in
 
 TRACEBACK_ENV = "ANOMALIB_FOLDER_TRACEBACK"
@@ -24,6 +25,9 @@ def one_line_message(exc: BaseException, terms: Terms | None = None) -> str | No
     error = input_error_in(exc)
     if error is not None:
         return (terms or error.terms).render(error.template)
+    met = meeting_failure(exc)
+    if met is not None:
+        return met
     text = str(exc)
     # Lightning's own words for the two checkpoint mistakes it catches after our checks.
     if isinstance(exc, FileNotFoundError) and text.startswith("Checkpoint file not found"):
@@ -111,5 +115,6 @@ def install_excepthook(terms: Terms) -> None:
     from anomalib_folder_ext.distributed import liveness
 
     liveness.hard_stop = os._exit
+    say_while_waiting()  # a node that cannot reach node 0 would wait its 30 minutes in silence
     if not getattr(sys.excepthook, "anomalib_folder_ext", False):
         sys.excepthook = _one_line_hook(sys.excepthook, terms)

@@ -1,4 +1,4 @@
-"""Several ranks, one job: decisions made once on rank 0 and broadcast, and the watch over lost ranks."""
+"""Several ranks, one job: decisions made once on rank 0 and broadcast, the watch over lost ranks, and how nodes meet."""
 
 from anomalib_folder_ext.lazy import lazy_face
 

@@ -93,6 +93,7 @@ class Watch:
         self.lost: Lost | None = None
         self.done = threading.Event()
         self._decided = threading.Event()
+        self.handled = threading.Event()  # the main thread took up the job's end (:func:`rank_lost_error`)
         self._said = threading.Lock()
         self._spoken = False
         self._thread = threading.Thread(target=self._run, name="anomalib_folder_ext.distributed.liveness", daemon=True)
@@ -146,12 +147,19 @@ class Watch:
         """
         self.lost = lost
         self._decided.set()
-        if not lost.left:
-            self.say()
-        time.sleep(GRACE_S)
+        if lost.left:
+            time.sleep(GRACE_S)  # its end often fails this rank's collective too: that error then ends it
         self.say()
-        _thread.interrupt_main()
-        time.sleep(3 * GRACE_S)
+        # A main thread waiting for the verdict (its collective failed) takes it up by itself. Another is
+        # interrupted, which it notices only between two Python steps: one waiting in a collective (a
+        # stopped rank's peers keep their sockets open) never does, and is stopped after a moment; one
+        # that took the job's end up is finishing its queued writes, and is given longer.
+        handling = self.handled.wait(BEAT_S)
+        if not handling:
+            _thread.interrupt_main()
+            handling = self.handled.wait(GRACE_S)
+        if handling:
+            time.sleep(3 * GRACE_S)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         if hard_stop is not None:
@@ -255,6 +263,7 @@ def rank_lost_error(exc: BaseException | None = None) -> RankLost | None:
     lost = lost_rank(exc)
     if lost is None:
         return None
+    _WATCH.handled.set()
     _WATCH.say()
     error = RankLost(lost.line(_WATCH.rerun).removeprefix("error: "))
     error.quiet = True  # the watch said it

@@ -6,6 +6,7 @@ same command then finishes it."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,13 +38,13 @@ def node_command(args: list[str], node_rank: int, port: int, torchrun: bool = Fa
 
 
 def start_nodes(args: list[str] | tuple[list[str], list[str]], cwd: Path, torchrun: bool = False,
-                env: dict | None = None) -> list[subprocess.Popen]:
-    """``args``: the command of both nodes, or each node's."""
+                env: dict | None = None, only: int | None = None) -> list[subprocess.Popen]:
+    """``args``: the command of both nodes, or each node's; ``only``: start that node alone."""
     port, nodes = free_port(), []
     each = args if isinstance(args, tuple) else (args, args)
     scratch = cwd / "tmp"  # torchrun's logs and what a killed node leaves stay with the test
     scratch.mkdir(exist_ok=True)
-    for node_rank in (0, 1):
+    for node_rank in (0, 1) if only is None else (only,):
         command, launch = node_command(each[node_rank], node_rank, port, torchrun)
         nodes.append(subprocess.Popen(command, cwd=cwd, env=command_env({**launch, "TMPDIR": str(scratch), **(env or {})}),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
@@ -188,3 +189,84 @@ def test_batch_folders_on_nodes_with_different_batch_sizes_are_refused_before_an
         "error: the nodes disagree on batch_size (8 on node 0; 2 on node 1); every node runs the same command, "
         "naming the same folders, model and settings"))
     assert not (root / "sizes").exists() or not any((root / "sizes").rglob("results.csv"))
+
+
+@pytest.mark.slow
+def test_a_master_port_in_use_on_node_0_is_one_line_naming_the_port(work):
+    root, checkpoint = work
+    with socket.socket() as holder:  # another program on the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        command, launch = node_command(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path",
+                                        "data/batch_01", "--output_dir", "port_taken", *ON_CPU], 0, port)
+        result = subprocess.run(command, cwd=root, env=command_env(launch), capture_output=True, text=True, timeout=300,
+                                check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip() == (
+        f"error: MASTER_PORT {port} is in use on this machine (a job still running, or another program), so node 0 "
+        "cannot wait there for the other nodes; start every node with another free MASTER_PORT"), result.stderr[-3000:]
+    assert not (root / "port_taken" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_node_that_cannot_reach_node_0_says_it_is_waiting(work):
+    """Node 1 started alone: torch would wait its 30 minutes without a word."""
+    root, checkpoint = work
+    node = start_nodes(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", "data/batch_01",
+                        "--output_dir", "alone", *ON_CPU], cwd=root, only=1)[0]
+    try:
+        line = node.stderr.readline()  # the first line it says, whenever it comes
+    finally:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.communicate()
+    assert re.fullmatch(r"node 1: waiting 0:00:3\d for node 0 at 127\.0\.0\.1:\d+ \(MASTER_ADDR:MASTER_PORT\): start the "
+                        r"same command there with NODE_RANK=0, or check the address and port; torch gives up after "
+                        r"30 minutes\n", line), line
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_node_1_says_so_there_and_ends_the_job(work):
+    root, checkpoint = work
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "ctrl_c",
+               "--batch_size", "1", *ON_CPU]
+    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": "20"})
+    first_folder_done = root / "ctrl_c" / "inference_results_batch_01" / ".journal" / "finished.json"
+    deadline = time.monotonic() + 300
+    while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
+        time.sleep(0.2)
+    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    os.killpg(nodes[1].pid, signal.SIGINT)  # what Ctrl-C in node 1's terminal sends
+    (status_0, _, err_0), (status_1, _, err_1) = finish(nodes)
+    assert status_1 == 130, err_1[-3000:]
+    assert re.fullmatch(r"interrupted on node 1 \(rank 1\): the images it finished are recorded in \S+; run the job "
+                        r"again on every node with the same command \(resume is on by default\) to predict only the "
+                        r"rest\n", err_1), err_1[-3000:]
+    assert status_0 != 0 and err_0.strip().count("\n") == 0, err_0[-3000:]  # node 0 ends too, in one line
+    assert not (root / "ctrl_c" / "all_batches.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_node_ends_the_job_soon_after_its_line_and_says_nothing_more_when_it_resumes(work):
+    """SIGSTOP keeps the node's sockets open: node 0 waits in a collective that never fails by itself."""
+    root, checkpoint = work
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "stopped",
+               "--batch_size", "1", *ON_CPU]
+    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": "10"})
+    first_folder_done = root / "stopped" / "inference_results_batch_01" / ".journal" / "finished.json"
+    deadline = time.monotonic() + 300
+    while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
+        time.sleep(0.2)
+    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    os.killpg(nodes[1].pid, signal.SIGSTOP)  # Ctrl-Z, a debugger, a machine that froze
+    line = nodes[0].stderr.readline()  # node 0 says the lost rank ...
+    said = time.monotonic()
+    status_0 = nodes[0].wait(timeout=120)  # ... and ends soon after, not after another 45 s
+    ended = time.monotonic()
+    os.killpg(nodes[1].pid, signal.SIGCONT)
+    (_, _, rest_0), (status_1, _, err_1) = finish(nodes)
+    assert status_0 == 4, line + rest_0[-3000:]
+    assert line.startswith("error: rank 1 (node 1) stopped answering 1") and not rest_0.strip(), line + rest_0[-3000:]
+    assert ended - said < 25, ended - said
+    assert status_1 != 0 and err_1.strip().count("\n") == 0, err_1[-3000:]  # one line at most: no C++ stack frames
+    assert not (root / "stopped" / "all_batches.csv").exists()
