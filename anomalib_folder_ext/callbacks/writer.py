@@ -26,6 +26,7 @@ from anomalib_folder_ext.data.datamodule import FolderDataModule
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint
+from anomalib_folder_ext.models.precision import warn_slow_precision
 from anomalib_folder_ext.options import OUTPUT_DIR_DOC, WriterOptions, args_doc
 from anomalib_folder_ext.outputs import journal, outputdir
 from anomalib_folder_ext.outputs.result import FolderResult
@@ -40,10 +41,9 @@ _OPTION_NAMES = frozenset(option.name for option in fields(WriterOptions))
 class AnomalyMapWriter(Callback):
     """Write each image's normalised anomaly map (NPY, PNG, overlay), then ``results.csv`` and ``results_summary.txt``.
 
-    Runs before anomalib's PostProcessor in the predict loop (Lightning appends the model's own
-    callbacks after the trainer's), so it sees the model's raw map. The image-level
-    ``pred_score`` / ``pred_label`` are the model's own post-processor's numbers. The predict loop
-    never waits for a file to be written (:mod:`~anomalib_folder_ext.callbacks.mapwriter`).
+    Runs before anomalib's PostProcessor in the predict loop (Lightning appends the model's own callbacks
+    after the trainer's), so it sees the model's raw map; ``pred_score`` / ``pred_label`` are the model's
+    own post-processor's. The loop never waits for a file (:mod:`~anomalib_folder_ext.callbacks.mapwriter`).
 
     The output dir is guarded (:mod:`~anomalib_folder_ext.outputs.outputdir`): the run writes and deletes
     only its own files, inside the output dir, never through a link, and never replaces an input.
@@ -121,6 +121,7 @@ class AnomalyMapWriter(Callback):
             return
         self._reset()
         named = checked_checkpoint(trainer)
+        warn_slow_precision(trainer, torch_model=backend_of(pl_module) is None)  # an export's runtime picks its own
         self.checkpoint, self._checkpoint_deferred = named or self.checkpoint, named is None
         if self.announce:  # a multi-folder run watches the ranks itself
             liveness.watch(trainer.strategy, rerun=self.terms.render(f"it again with {option_hint('resume')}"))
