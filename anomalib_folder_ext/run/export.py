@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
+import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ from anomalib_folder_ext.models.runtimes import EXTRA
 from anomalib_folder_ext.outputs.exportdir import check_export_dir, write_export
 
 CHECK_IMAGES = 8
+SCALE_KEPT = 1.25  # a defect's score within this factor of the checkpoint's: the export keeps the scale
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Parity:
     """The exported model against the checkpoint on the same images (both in f32)."""
 
@@ -38,11 +40,30 @@ class Parity:
     map_difference: float
     map_range: float
     score_difference: float
+    defect_score: float = 0.0  # the highest score of the defect probes (:func:`defect_probes`), checkpoint
+    defect_score_exported: float = 0.0  # the same probe's score, export
 
     def text(self) -> str:
         share = self.map_difference / self.map_range if self.map_range > 0 else 0.0
         return (f"vs the checkpoint on {self.images} images: largest map difference {self.map_difference:.2g} "
                 f"({share:.2%} of the map range), largest score difference {self.score_difference:.2g}")
+
+    def scale_warning(self) -> str | None:
+        """What a quantised graph does to the scale of scores: the images the checks ran on are good
+        parts, whose scores it keeps; a defect's it may clip, and the threshold means another thing.
+
+        Example:
+            >>> Parity(8, 0.1, 1.0, 0.01, defect_score=4.31, defect_score_exported=0.54).scale_warning()[:64]
+            'warning: this export changes the scale of scores: a synthetic de'
+            >>> Parity(8, 0.1, 1.0, 0.01, defect_score=4.31, defect_score_exported=4.1).scale_warning() is None
+            True
+        """
+        if self.defect_score <= 0 or 1 / SCALE_KEPT <= self.defect_score_exported / self.defect_score <= SCALE_KEPT:
+            return None
+        return (f"warning: this export changes the scale of scores: a synthetic defect (noise pasted on a check image) "
+                f"scores {self.defect_score:.3g} with the checkpoint and {self.defect_score_exported:.3g} with the "
+                "export, so the checkpoint's thresholds (pred_label, normalization model) and any threshold chosen "
+                "on the checkpoint's scores mean something else here; choose thresholds on this export's own scores")
 
 
 def load_checkpoint_model(path: Path):  # noqa: ANN201
@@ -152,16 +173,35 @@ def _quantize(xml: Path, calibration: np.ndarray) -> list[Path]:
     return [target, target.with_suffix(".bin")]
 
 
+def defect_probes(images: np.ndarray) -> np.ndarray:
+    """The check images with a square of noise over their middle quarter: parts with a large defect,
+    whose scores lie far above the good parts' a quantisation was calibrated on."""
+    probes = images.copy()
+    height, width = probes.shape[-2:]
+    rows, columns = slice(height // 4, height - height // 4), slice(width // 4, width - width // 4)
+    noise = np.random.default_rng(0).random(probes[..., rows, columns].shape, dtype=np.float32)
+    probes[..., rows, columns] = noise
+    return probes
+
+
 def measure_parity(model, exported: ExportedModel, images: np.ndarray) -> Parity:  # noqa: ANN001
-    with torch.no_grad():
-        reference = model.model(torch.from_numpy(images))
-    outputs = exported.runtime.run(np.ascontiguousarray(images, dtype=np.float32))
+    def both(batch: np.ndarray) -> tuple:  # the checkpoint's outputs and the export's
+        with torch.no_grad():
+            reference = model.model(torch.from_numpy(batch))
+        return reference, exported.runtime.run(np.ascontiguousarray(batch, dtype=np.float32))
+
+    reference, outputs = both(images)
     maps, scores = reference.anomaly_map.numpy(), reference.pred_score.numpy().reshape(-1)
+    probed, probed_exported = both(defect_probes(images))
+    probe_scores = probed.pred_score.numpy().reshape(-1)
+    highest = int(np.argmax(probe_scores))
     return Parity(
         images=len(images),
         map_difference=float(np.abs(outputs["anomaly_map"] - maps).max()),
         map_range=float(maps.max() - maps.min()),
         score_difference=float(np.abs(outputs["pred_score"].reshape(-1) - scores).max()),
+        defect_score=float(probe_scores[highest]),
+        defect_score_exported=float(probed_exported["pred_score"].reshape(-1)[highest]),
     )
 
 
@@ -198,8 +238,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, precisi
         exported.runtime.compile("32-true")
         parity = measure_parity(model, exported, images[:CHECK_IMAGES])
         del exported
-        metadata["parity"] = {"images": parity.images, "map_difference": parity.map_difference,
-                              "map_range": parity.map_range, "score_difference": parity.score_difference}
+        metadata["parity"] = dataclasses.asdict(parity)
         write_export(out, files, metadata)
     return out / graph.name, parity
 
@@ -223,6 +262,8 @@ def run_export(options) -> int:  # noqa: ANN001 - the parsed ``anomalib-folder e
                                       options.calibration_folder)
     files = ", ".join(sorted(path.name for path in graph.parent.iterdir() if not path.name.startswith(".")))
     print(f"  {parity.text()}")
+    if parity.scale_warning():
+        print(parity.scale_warning(), file=sys.stderr, flush=True)
     print(f"{graph.parent}/: {kind} ({options.precision}) of {Path(options.model_path).name} — {files}; "
           f"predict with: anomalib-folder predict --model_path {graph.parent} --folder_path DIR")
     return 0

@@ -122,6 +122,13 @@ def test_int8_and_fp16_exports_print_their_error_against_the_checkpoint(work, ch
         assert re.search(r"largest map difference \S+ \(\S+% of the map range\)", result.stdout), result.stdout
         metadata = json.loads((root / f"export_{precision}" / "export.json").read_text())
         assert metadata["precision"] == precision and metadata["parity"]["map_difference"] < 1.0
+        # a synthetic defect's score: fp16 keeps the scale; int8 is warned about exactly when it does not
+        parity = metadata["parity"]
+        scale = parity["defect_score_exported"] / parity["defect_score"]
+        assert parity["defect_score"] > max(0.0, parity["score_difference"])
+        kept = 1 / 1.25 <= scale <= 1.25
+        assert ("changes the scale of scores" in result.stderr) == (not kept), (scale, result.stderr)
+        assert kept or precision == "int8", scale
     predicted = run_here(["anomalib-folder", "predict", "--model_path", "export_int8", "--folder_path", "same", "--output_dir", "int8_same"],
                          cwd=root)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
