@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -20,6 +21,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from conftest import REPO, run_cli, run_here, write_images
 
@@ -220,6 +223,20 @@ def test_a_resumed_run_writes_the_uninterrupted_runs_bytes(finished, checkpoint)
     assert (resumed / "results.csv").read_bytes() == (clean / "results.csv").read_bytes()
 
 
+def replace_keeping_size_and_time(image: Path) -> None:
+    """Another picture under the name, of the same byte size (a PNG text chunk pads it) and with the
+    modification time put back, as ``cp -p`` or ``rsync -t`` would leave a replaced file."""
+    before = image.stat()
+    flat = Image.new("RGB", Image.open(image).size, (90, 120, 150))
+    buffer = io.BytesIO()
+    flat.save(buffer, format="PNG")
+    padding = PngInfo()
+    padding.add_text("pad", "x" * (before.st_size - buffer.tell() - 16))  # a tEXt chunk: 12 bytes, "pad\0", text
+    flat.save(image, format="PNG", pnginfo=padding)
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert image.stat().st_size == before.st_size and image.stat().st_mtime_ns == before.st_mtime_ns
+
+
 def test_resume_ignores_planted_rows_redoes_a_replaced_image_and_refuses_replaced_weights(finished, checkpoint):
     work = finished
     out = work / "planted"
@@ -233,7 +250,7 @@ def test_resume_ignores_planted_rows_redoes_a_replaced_image_and_refuses_replace
         handle.write(json.dumps({"image": "img04.png", "status": "ok", "npy": "/etc/passwd", "score": 11.7}) + "\n")
     (out / "results.csv").unlink()
     (out / ".journal" / "finished.json").unlink()
-    write_images(work / "in", {"img05.png": ((64, 64), "PNG")}, seed=99)  # another picture under the same name
+    replace_keeping_size_and_time(work / "in" / "img05.png")  # another picture under the same name, as cp -p leaves it
     before = snapshot(work, skip=(out,))
     result = predict(checkpoint, work / "in", out, "--report", "True", "--resume", "True", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
