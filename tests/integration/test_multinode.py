@@ -135,16 +135,25 @@ def test_batch_folders_on_two_torchrun_nodes_then_redone(work):
     assert_same_as_one_process(root, "torchrun")
 
 
-@pytest.mark.slow
-def test_a_node_killed_mid_job_ends_the_job_with_one_line_and_the_same_command_finishes_it(work):
-    root, checkpoint = work
-    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "lost", *ON_CPU]
-    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": "20"})  # the default 60 s, shortened
-    first_folder_done = root / "lost" / "inference_results_batch_01" / ".journal" / "finished.json"
+def nodes_past_the_first_folder(root: Path, checkpoint: Path, output_root: str, lost_after: int,
+                                *extra: str) -> tuple[list[str], list[subprocess.Popen]]:
+    """Both nodes started on the batch folders, once the first folder is finished: the job partway through.
+    Returns the command (the same on both) and the nodes."""
+    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", output_root,
+               *extra, *ON_CPU]
+    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": str(lost_after)})  # default 60 s
+    first_folder_done = root / output_root / "inference_results_batch_01" / ".journal" / "finished.json"
     deadline = time.monotonic() + 300
     while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
         time.sleep(0.2)
     assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    return batches, nodes
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_job_ends_the_job_with_one_line_and_the_same_command_finishes_it(work):
+    root, checkpoint = work
+    batches, nodes = nodes_past_the_first_folder(root, checkpoint, "lost", 20)
     os.killpg(nodes[1].pid, signal.SIGKILL)  # node 1 and everything it started, partway through the job
     killed = time.monotonic()
     (status, _, err), _ = finish(nodes)
@@ -228,14 +237,7 @@ def test_a_node_that_cannot_reach_node_0_says_it_is_waiting(work):
 @pytest.mark.slow
 def test_ctrl_c_on_node_1_says_so_there_and_ends_the_job(work):
     root, checkpoint = work
-    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "ctrl_c",
-               "--batch_size", "1", *ON_CPU]
-    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": "20"})
-    first_folder_done = root / "ctrl_c" / "inference_results_batch_01" / ".journal" / "finished.json"
-    deadline = time.monotonic() + 300
-    while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
-        time.sleep(0.2)
-    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    _, nodes = nodes_past_the_first_folder(root, checkpoint, "ctrl_c", 20, "--batch_size", "1")
     os.killpg(nodes[1].pid, signal.SIGINT)  # what Ctrl-C in node 1's terminal sends
     (status_0, _, err_0), (status_1, _, err_1) = finish(nodes)
     assert status_1 == 130, err_1[-3000:]
@@ -250,14 +252,7 @@ def test_ctrl_c_on_node_1_says_so_there_and_ends_the_job(work):
 def test_a_stopped_node_ends_the_job_soon_after_its_line_and_says_nothing_more_when_it_resumes(work):
     """SIGSTOP keeps the node's sockets open: node 0 waits in a collective that never fails by itself."""
     root, checkpoint = work
-    batches = ["anomalib-folder", "batches", "data", "--model_path", str(checkpoint), "--output_root", "stopped",
-               "--batch_size", "1", *ON_CPU]
-    nodes = start_nodes(batches, cwd=root, env={"ANOMALIB_FOLDER_LOST_AFTER": "10"})
-    first_folder_done = root / "stopped" / "inference_results_batch_01" / ".journal" / "finished.json"
-    deadline = time.monotonic() + 300
-    while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
-        time.sleep(0.2)
-    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    _, nodes = nodes_past_the_first_folder(root, checkpoint, "stopped", 10, "--batch_size", "1")
     os.killpg(nodes[1].pid, signal.SIGSTOP)  # Ctrl-Z, a debugger, a machine that froze
     line = nodes[0].stderr.readline()  # node 0 says the lost rank ...
     said = time.monotonic()
