@@ -119,6 +119,13 @@ class ExportedModelError(InputError):
     option = "model_path"
 
 
+class CalibrationError(InputError):
+    """A calibration or threshold that cannot decide this run's parts: not a calibration file, made for
+    another model, runtime, precision or image size, or a threshold that is not a finite number."""
+
+    option = "calibration"
+
+
 class NoImagePredicted(Worded, RuntimeError):
     """No image of the folder (or of any batch folder) could be predicted; ``results.csv`` lists each and why.
 

@@ -14,7 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
-from anomalib_folder_ext.errors import FolderInputError, InputError
+from anomalib_folder_ext.errors import CalibrationError, FolderInputError, InputError
 
 
 class _Choice(str, Enum):
@@ -94,6 +94,17 @@ class WriterOptions:
                                         "the input image, at the map's size.")
     overlay_alpha: float = _option(0.5, "The map's weight in the overlay: 0 only the image, 1 only the map.")
     overlay_format: OverlayFormat = _option(OverlayFormat.jpg, "Overlay file format: jpg (small) or png (lossless).")
+    calibration: str | None = _option(None, "A calibration.json of anomalib-folder calibrate: its image and pixel "
+                                            "thresholds (raw units) decide the parts; refused for another model, "
+                                            "runtime, precision or image size.")
+    threshold: float | None = _option(None, "The image threshold in raw score units: a part scoring at or above it "
+                                            "is a defect (overrides the calibration's and the checkpoint's).")
+    pixel_threshold: float | None = _option(None, "The pixel threshold in raw map units: the mask and defect area "
+                                                  "(overrides the calibration's and the checkpoint's).")
+    uncertain_below: float | None = _option(None, "Scores from this up to the image threshold are decided uncertain "
+                                                  "instead of ok (raw units; a calibration may set it).")
+    save_mask: bool = _option(False, "Also write <stem>_mask.png: the pixels at or above the pixel threshold "
+                                     "(white), at the map's size.")
     report: bool = _option(False, "At the end, also write report.html (counts, score histogram, the most "
                                   "anomalous images) and report.png (the same as one picture).")
     report_top_k: int = _option(12, "How many of the most anomalous images the report shows.")
@@ -120,6 +131,11 @@ class WriterOptions:
                    or overlay_problem(self.overlay_alpha, self.overlay_format.value))
         if problem:
             raise InputError(problem)
+        for name in ("threshold", "pixel_threshold", "uncertain_below"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise CalibrationError(f"{name} {value!r}: must be a finite number in the model's raw units", option=name)
         if self.with_levels:
             known_colormap(self.colormap)  # an unknown name: one line now, not after the model loaded
 
@@ -140,7 +156,8 @@ class WriterOptions:
     def outputs_text(self) -> str:
         """The files each image gets, in words, for the summary."""
         kinds = [("npy", self.save_as_npy), (f"png ({self.colormap})", self.save_as_image),
-                 (f"overlay ({self.overlay_format.value}, alpha {self.overlay_alpha:g})", self.save_overlay)]
+                 (f"overlay ({self.overlay_format.value}, alpha {self.overlay_alpha:g})", self.save_overlay),
+                 ("mask", self.save_mask)]
         return ", ".join(name for name, on in kinds if on) or "summary only"
 
 

@@ -9,6 +9,7 @@ from lightning.pytorch import Trainer
 
 from anomalib_folder_ext.outputs import artifacts, journal, summary
 from anomalib_folder_ext.console import check_failures, count, images_per_s, say, shown_dir
+from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.errors import NoImagePredicted
 from anomalib_folder_ext.options import Normalization, WriterOptions
 from anomalib_folder_ext.outputs.outputdir import REPORT_NAMES
@@ -26,7 +27,7 @@ from anomalib_folder_ext.outputs.runplan import RunPlan
 
 _NORMALIZATION_NOTES = {
     Normalization.per_image: "per_image (each map by its own min and max: every map's max is 1)",
-    Normalization.model: "model (anomalib's pixel normalisation from the checkpoint: 0.5 = the model's pixel threshold; clipped)",
+    Normalization.model: "model (anomalib's pixel normalisation from the checkpoint: 0.5 = the pixel threshold in force; clipped)",
     Normalization.fixed: "fixed (raw {options.vmin:g} -> 0, raw {options.vmax:g} -> 1; clipped)",
 }
 
@@ -35,9 +36,9 @@ class FolderFinish:
     """What the end of a folder's run needs to know; :meth:`run` is called on every rank."""
 
     def __init__(self, options: WriterOptions, directory: OwnedDir, plan: RunPlan, checkpoint: str | None,
-                 announce: bool = True) -> None:
+                 thresholds: Thresholds, announce: bool = True) -> None:
         self.options, self.directory, self.plan = options, directory, plan
-        self.checkpoint, self.announce = checkpoint, announce
+        self.checkpoint, self.thresholds, self.announce = checkpoint, thresholds, announce
 
     def run(self, trainer: Trainer, mine: dict[str, summary.ImageResult], clock: LoopClock) -> FolderResult | None:
         """Gather every rank's rows on rank 0, which writes the files and says the last line; the folder's
@@ -58,6 +59,8 @@ class FolderFinish:
         parameters = self.parameters(trainer, rows, reports, predicted, loop_s)
         self.directory.write(summary.CSV_NAME, summary.csv_text(rows).encode())
         self.directory.write(summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.options.top_count).encode())
+        if self.thresholds.decides:
+            self.directory.write(summary.DEFECTIVE_NAME, summary.defective_csv_text(rows).encode())
         if self.options.report:
             from anomalib_folder_ext.outputs.report import write_report
 
@@ -80,7 +83,8 @@ class FolderFinish:
                 progress.teardown(trainer, trainer.lightning_module, "predict")
             try:
                 overlays = self.options.overlay_format.value if self.options.save_overlay else None
-                say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report, overlays))
+                say(last_line(self.directory.path, rows, predicted, loop_s, self.options.report, overlays,
+                              self.thresholds.decides))
             except NoImagePredicted as error:
                 error.result = result
                 raise
@@ -105,6 +109,7 @@ class FolderFinish:
             "ranks": f"{trainer.world_size} (images per rank: {', '.join(str(len(r.rows)) for r in reports)})",
             "precision": precision_text(trainer),
             "normalization": _NORMALIZATION_NOTES[options.normalization].format(options=options),
+            **self.thresholds.parameters(),
             "map size": "each image's own size" if options.map_size.value == "original" else "the model's input size",
             "outputs": options.outputs_text(),
             "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed){resumed}",
@@ -116,19 +121,20 @@ class FolderFinish:
 
 
 def last_line(output_dir: os.PathLike, rows: list[summary.ImageResult], predicted: int, loop_s: float,
-              report: bool, overlays: str | None = None) -> str:
+              report: bool, overlays: str | None = None, decided: bool = False) -> str:
     """The run's last line: where the results are and what they hold (``overlays``: their format, when
-    written); :class:`NoImagePredicted` when nothing succeeded."""
+    written; ``decided``: the parts were decided, ``defective.csv`` lists the defects);
+    :class:`NoImagePredicted` when nothing succeeded."""
     stats = summary.score_statistics(rows)
     shown = shown_dir(output_dir)
-    files = [summary.CSV_NAME, summary.SUMMARY_NAME, *(REPORT_NAMES if report else ()),
-             *([f"*_overlay.{overlays}"] if overlays else [])]
+    files = [summary.CSV_NAME, *([summary.DEFECTIVE_NAME] if decided else []), summary.SUMMARY_NAME,
+             *(REPORT_NAMES if report else ()), *([f"*_overlay.{overlays}"] if overlays else [])]
     first = next((row for row in rows if row.status != "ok"), None)
     check_failures(stats["images"], stats["failed"], f"{shown}{summary.CSV_NAME}",
                    f"{artifacts.display_name(first.image)}: {first.error}" if first else "")
     parts = [f"{count(stats['images'])} images" + (f" ({count(stats['failed'])} failed)" if stats["failed"] else "")]
-    if any(row.pred_label is not None for row in rows):
-        parts.append(f"{count(stats['above_threshold'])} above threshold")
+    if stats["decided"]:
+        parts.append(summary.decisions_text(stats))
     noted = sum(bool(row.note) for row in rows)
     if noted:
         parts.append(f"{count(noted)} with a note")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from anomalib_folder_ext.decision.rule import Thresholds, mask_regions
 from anomalib_folder_ext.outputs import artifacts, journal, maps
 from anomalib_folder_ext.images.decode import decode_rgb
 from anomalib_folder_ext.options import MapSize, WriterOptions
@@ -32,9 +33,9 @@ class MapWriter:
     """
 
     def __init__(self, options: WriterOptions, directory: OwnedDir, plan: RunPlan, folder: Path, batch_size: int,
-                 journal: journal.Journal, normalizer: maps.Normalizer) -> None:
+                 journal: journal.Journal, normalizer: maps.Normalizer, thresholds: Thresholds | None = None) -> None:
         self.options, self.directory, self.plan, self.folder = options, directory, plan, folder
-        self.journal, self.normalizer = journal, normalizer
+        self.journal, self.normalizer, self.thresholds = journal, normalizer, thresholds or Thresholds()
         self.lut = artifacts.colormap_lut(options.colormap) if options.with_levels else None
         self.rows: dict[str, ImageResult] = {}
         # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
@@ -48,8 +49,9 @@ class MapWriter:
         the images of them an earlier run finished are not written again.
         """
         sizes = outputs.original_size if self.options.map_size is MapSize.original else None
-        computed = maps.process_maps(outputs.anomaly_map, self.options.with_levels, self.normalizer, sizes)
-        wanted = {"normalized": self.options.save_as_npy, "levels": self.options.with_levels}
+        computed = maps.process_maps(outputs.anomaly_map, self.options.with_levels, self.normalizer, sizes,
+                                     self.thresholds.pixel)
+        wanted = {"normalized": self.options.save_as_npy, "levels": self.options.with_levels, "masks": True}
         tensors = {"stats": computed.stats}
         tensors |= {name: t for name, t in computed.host_tensors().items() if wanted[name.split(".")[0]]}
         if pred_scores is not None:
@@ -81,7 +83,15 @@ class MapWriter:
             row.pred_score = float(host["pred_score"][index])
         if "pred_label" in host:
             row.pred_label = bool(host["pred_label"][index])
+        row.decision = self.thresholds.decide(row.score)
         files = self.plan.outputs.files(name)
+        if self.thresholds.pixel is not None:
+            mask = maps.image_map(host, "masks", index).numpy()
+            row.defect_area, row.defect_regions = mask_regions(mask)
+            row.defect_fraction = row.defect_area / mask.size
+            if self.options.save_mask:
+                row.mask = files["mask"]
+                self.directory.write(row.mask, artifacts.encode_mask(mask, self.options.png_compress_level))
         options = self.options
         levels = maps.image_map(host, "levels", index).numpy() if options.with_levels else None
         if options.save_as_npy:

@@ -10,12 +10,18 @@ from anomalib.data import InferenceBatch
 from anomalib.post_processing import PostProcessor
 from lightning.pytorch import LightningModule
 
-from anomalib_folder_ext.outputs import maps
+from anomalib_folder_ext.callbacks.deciding import CHECKPOINT, run_thresholds
+from anomalib_folder_ext.decision.calibration import Calibration
+from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.outputs import maps
 
 
-def map_normalizer(pl_module: LightningModule, normalization: str, vmin: float | None, vmax: float | None) -> maps.Normalizer | None:
-    """The scale of every map in this run (``None``: each map's own min-max); checked once, here."""
+def map_normalizer(pl_module: LightningModule, normalization: str, vmin: float | None, vmax: float | None,
+                   pixel_threshold: float | None = None) -> maps.Normalizer | None:
+    """The scale of every map in this run (``None``: each map's own min-max); checked once, here.
+    ``pixel_threshold``: the one in force, when not the model's (``model`` puts 0.5 there)."""
     if normalization == "fixed":
         if getattr(getattr(pl_module, "info", None), "normalized", False):
             msg = ("normalization fixed: vmin and vmax are in raw map units, and this model's graph (an anomalib export) "
@@ -35,60 +41,60 @@ def map_normalizer(pl_module: LightningModule, normalization: str, vmin: float |
         )
         raise InputError(msg)
     pixel_min, pixel_max, threshold = stats
+    threshold = threshold if pixel_threshold is None else torch.tensor(pixel_threshold, dtype=threshold.dtype)
     # anomalib's own pixel arithmetic: its post-processor has it as a static method and no public function
     return partial(PostProcessor._normalize, norm_min=pixel_min, norm_max=pixel_max, threshold=threshold)  # noqa: SLF001
 
 
-def has_image_threshold(pl_module: LightningModule) -> bool:
-    """Whether anomalib's post-processor has an image threshold to label with (asked once per run)."""
-    post_processor = getattr(pl_module, "post_processor", None)
-    if not isinstance(post_processor, PostProcessor) or not post_processor.enable_thresholding:
-        return False
-    return not bool(torch.isnan(post_processor.normalized_image_threshold).item())
-
-
 def image_scores(
-    pl_module: LightningModule, raw_scores: torch.Tensor | None, labels_from_threshold: bool
+    pl_module: LightningModule, raw_scores: torch.Tensor | None, thresholds: Thresholds
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """anomalib's ``pred_score`` and ``pred_label`` for raw image scores, as device tensors.
+    """``pred_score`` and ``pred_label`` for raw image scores, as device tensors.
 
-    For anomalib's ``PostProcessor`` this is its own normalisation and threshold, without its
-    per-call check of the threshold on the host (which would wait for the device every batch).
+    For anomalib's ``PostProcessor`` the score is its own normalisation, around the image threshold in
+    force (0.5 there), without its per-call check of the threshold on the host (which would wait for
+    the device every batch); the label is the decision rule's (:mod:`anomalib_folder_ext.decision.rule`),
+    compared in float64 as the rows are.
     """
     post_processor = getattr(pl_module, "post_processor", None)
-    if post_processor is None or raw_scores is None:
+    if raw_scores is None:
         return None, None
     raw = raw_scores.detach().to(torch.float32).reshape(-1)
+    labels = raw.to(torch.float64) >= thresholds.image if thresholds.decides else None
     if isinstance(post_processor, PostProcessor):
         scores = raw
         if post_processor.enable_normalization:
+            threshold = post_processor.image_threshold
+            if thresholds.decides and thresholds.image_source != CHECKPOINT:
+                threshold = torch.tensor(thresholds.image, dtype=threshold.dtype, device=threshold.device)
             scores = PostProcessor._normalize(  # noqa: SLF001 - its own arithmetic, no public function
-                raw, post_processor.image_min, post_processor.image_max, post_processor.image_threshold
+                raw, post_processor.image_min, post_processor.image_max, threshold
             )
-        labels = scores > post_processor.normalized_image_threshold if labels_from_threshold else None
         return scores, labels
+    if post_processor is None:
+        return None, labels
     processed = post_processor(InferenceBatch(pred_score=raw))  # another post-processor: its own forward
-    label = processed.pred_label
-    labels = label.reshape(-1) if label is not None and label.dtype == torch.bool else None
     return processed.pred_score.reshape(-1), labels
 
 
 
 class Scoring:
-    """The model's image scores and labels for each batch, and the scale of its maps, for one run.
+    """The image scores and labels for each batch, the scale of the maps and the thresholds in force, for one run.
 
-    Made as the loop starts (``for_model``): the threshold is looked at once, not per batch.
+    Made as the loop starts (``for_model``): the thresholds are looked at once, not per batch.
     """
 
-    def __init__(self, normalizer: maps.Normalizer | None, labels_from_threshold: bool) -> None:
-        self.normalizer, self.labels_from_threshold = normalizer, labels_from_threshold
+    def __init__(self, normalizer: maps.Normalizer | None, thresholds: Thresholds) -> None:
+        self.normalizer, self.thresholds = normalizer, thresholds
 
     @classmethod
-    def for_model(cls, pl_module: LightningModule, normalization: str, vmin: float | None, vmax: float | None) -> Scoring:
-        return cls(map_normalizer(pl_module, str(normalization), vmin, vmax), has_image_threshold(pl_module))
+    def for_model(cls, pl_module: LightningModule, options: WriterOptions, calibration: Calibration | None) -> Scoring:
+        thresholds = run_thresholds(options, calibration, pl_module)
+        pixel = thresholds.pixel if thresholds.pixel_source != CHECKPOINT else None
+        return cls(map_normalizer(pl_module, str(options.normalization), options.vmin, options.vmax, pixel), thresholds)
 
     def scores(self, pl_module: LightningModule, raw_scores: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        return image_scores(pl_module, raw_scores, self.labels_from_threshold)
+        return image_scores(pl_module, raw_scores, self.thresholds)
 
 
 def keeps_maps(pl_module: LightningModule) -> bool:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from anomalib_folder_ext.callbacks.deciding import decided_settings, read_calibration
 from anomalib_folder_ext.callbacks.finish import FolderFinish
 from anomalib_folder_ext.callbacks.mapwriter import MapWriter
 from anomalib_folder_ext.callbacks.progress import ProgressLines
@@ -23,6 +24,7 @@ from anomalib_folder_ext.callbacks.stopping import stopping_error
 from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, shown_dir
 from anomalib_folder_ext.data.batch import FolderImageBatch
 from anomalib_folder_ext.data.datamodule import FolderDataModule
+from anomalib_folder_ext.decision.calibration import Calibration
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint
@@ -31,7 +33,7 @@ from anomalib_folder_ext.options import OUTPUT_DIR_DOC, WriterOptions, args_doc
 from anomalib_folder_ext.outputs import journal, outputdir
 from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.outputs.rundir import RunDirectory, output_dir_of
-from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan, run_settings
+from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan
 from anomalib_folder_ext.outputs.summary import ImageResult
 
 
@@ -39,11 +41,11 @@ _OPTION_NAMES = frozenset(option.name for option in fields(WriterOptions))
 
 
 class AnomalyMapWriter(Callback):
-    """Write each image's normalised anomaly map (NPY, PNG, overlay), then ``results.csv`` and ``results_summary.txt``.
+    """Write each image's normalised anomaly map (NPY, PNG, overlay, mask), then ``results.csv`` and ``results_summary.txt``.
 
     Runs before anomalib's PostProcessor in the predict loop (Lightning appends the model's own callbacks
-    after the trainer's), so it sees the model's raw map; ``pred_score`` / ``pred_label`` are the model's
-    own post-processor's. The loop never waits for a file (:mod:`~anomalib_folder_ext.callbacks.mapwriter`).
+    after the trainer's), so it sees the model's raw map; parts are decided by the thresholds in force
+    (:mod:`~anomalib_folder_ext.callbacks.deciding`). The loop never waits for a file (:mod:`~anomalib_folder_ext.callbacks.mapwriter`).
 
     The output dir is guarded (:mod:`~anomalib_folder_ext.outputs.outputdir`): the run writes and deletes
     only its own files, inside the output dir, never through a link, and never replaces an input.
@@ -51,12 +53,8 @@ class AnomalyMapWriter(Callback):
     :class:`~anomalib_folder_ext.outputs.result.FolderResult`). A run that stops raises a typed error
     (:mod:`anomalib_folder_ext.errors`) naming the option as the caller spells it.
 
-    Example (config)::
-
-        trainer:
-          callbacks:
-            - class_path: anomalib_folder_ext.callbacks.AnomalyMapWriter
-              init_args: {save_as_image: false}
+    Example (config): ``trainer.callbacks: [{class_path: anomalib_folder_ext.callbacks.AnomalyMapWriter,
+    init_args: {save_as_image: false}}]``.
 
     The arguments are :class:`~anomalib_folder_ext.options.WriterOptions`, documented there (below),
     and ``output_dir``: the output dir belongs to the datamodule (``FolderDataModule(output_dir=...)``,
@@ -71,7 +69,8 @@ class AnomalyMapWriter(Callback):
         release_maps: bool = True, normalization: Literal["per_image", "model", "fixed"] = "per_image",
         vmin: float | None = None, vmax: float | None = None, map_size: Literal["model", "original"] = "model",
         save_overlay: bool = False, overlay_alpha: float = 0.5, overlay_format: Literal["jpg", "png"] = "jpg",
-        report: bool = False, report_top_k: int = 12, resume: bool = False, overwrite: bool = False,
+        calibration: str | None = None, threshold: float | None = None, pixel_threshold: float | None = None,
+        uncertain_below: float | None = None, save_mask: bool = False, report: bool = False, report_top_k: int = 12, resume: bool = False, overwrite: bool = False,
         allow_other_files: bool = False,
     ) -> None:
         options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
@@ -86,6 +85,7 @@ class AnomalyMapWriter(Callback):
         self.result: FolderResult | None = None  # the last run's results, on rank 0, once it finished
         self._run_config: object = None  # this folder's own config, in a multi-folder run
         self._run_dir: RunDirectory | None = None
+        self._calibration: Calibration | None = None
         self._reset()
 
     def configure(self, *, terms: Terms | None = None, announce: bool | None = None, run_config: object = None,
@@ -129,7 +129,8 @@ class AnomalyMapWriter(Callback):
         outputs = OutputNames.for_options(self.options, [path.as_posix() for path in datamodule.relative_paths])
         self._run_dir = run_dir = RunDirectory(output_dir_of(datamodule, self.output_dir), datamodule.folder_path,
                                                outputs, self.options, trainer.world_size)
-        settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
+        self._calibration = read_calibration(self.options.calibration)  # read once per run: a bad file, one line now
+        settings = decided_settings(self.options, self._calibration, self.checkpoint, trainer, pl_module)
         try:
             agreed_on_every_rank(trainer.strategy, {**datamodule.row_settings(), **settings})
             self.plan = run_dir.open_on_every_rank(trainer.strategy, settings, self._checkpoint_deferred)
@@ -146,13 +147,13 @@ class AnomalyMapWriter(Callback):
         datamodule = folder_data(trainer.datamodule)
         self._settle_checkpoint(trainer, pl_module)
         options, directory = self.options, self._run_dir.directory
-        self._scoring = Scoring.for_model(pl_module, options.normalization, options.vmin, options.vmax)
+        self._scoring = Scoring.for_model(pl_module, options, self._calibration)
         self._release_maps = options.release_maps and not keeps_maps(pl_module)
         if trainer.is_global_zero:
             journal.mark_unfinished(directory)  # finished again only when the summaries are
         rows = journal.Journal(directory, trainer.global_rank, self.plan.settings)
         self._maps = MapWriter(options, directory, self.plan, datamodule.folder_path, datamodule.batch_size, rows,
-                               self._scoring.normalizer)
+                               self._scoring.normalizer, self._scoring.thresholds)
         to_predict = len(datamodule.relative_paths) - len(self.plan.skip)
         self._progress = ProgressLines.for_trainer(trainer, shown_dir(directory.path), to_predict)
         self._clock.start()
@@ -208,7 +209,8 @@ class AnomalyMapWriter(Callback):
             return
         try:
             self._settle_checkpoint(trainer, pl_module)  # a rank with no batch to predict ran no on_predict_start
-            finish = FolderFinish(self.options, self._run_dir.directory, self.plan, self.checkpoint, self.announce)
+            scoring = self._scoring or Scoring.for_model(pl_module, self.options, self._calibration)  # none predicted
+            finish = FolderFinish(self.options, self._run_dir.directory, self.plan, self.checkpoint, scoring.thresholds, self.announce)
             self.result = finish.run(trainer, self._rows(), self._clock)
         except NoImagePredicted as error:
             self.result = error.result
@@ -224,7 +226,7 @@ class AnomalyMapWriter(Callback):
         if self._checkpoint_deferred:  # without one this time, the weights are the last run's (the model kept them)
             self._checkpoint_deferred = False
             self.checkpoint = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else self.checkpoint
-            self.plan.settings = run_settings(self.options, self.checkpoint, trainer.precision, backend_of(pl_module))
+            self.plan.settings = decided_settings(self.options, self._calibration, self.checkpoint, trainer, pl_module)
             if trainer.is_global_zero:
                 self._run_dir.check_settings(self.plan.settings)
 

@@ -144,6 +144,22 @@ def encode_png(image: np.ndarray, compress_level: int = 1, palette: np.ndarray |
     return buffer.getvalue()
 
 
+def encode_mask(mask: np.ndarray, compress_level: int = 1) -> bytes:
+    """A 1-bit PNG of a boolean mask (white: in the mask): OpenCV reads it as 0 / 255, PIL as ``True`` / ``False``.
+
+    Example:
+        >>> from PIL import Image
+        >>> mask = np.array([[True, False], [False, True]])
+        >>> (np.array(Image.open(io.BytesIO(encode_mask(mask)))) == mask).all()
+        np.True_
+    """
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
 def encode_npy(array: np.ndarray) -> bytes:
     """NPY bytes, readable with ``np.load``."""
     buffer = io.BytesIO()

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from anomalib_folder_ext.outputs.artifacts import display_name
-from anomalib_folder_ext.errors import option_hint
-from anomalib_folder_ext.errors import InputError
+from anomalib_folder_ext.errors import InputError, option_hint
 from anomalib_folder_ext.outputs.owned import DirView, OwnedDir, open_existing
 from anomalib_folder_ext.outputs.runplan import FILE_KINDS, OutputNames
 from anomalib_folder_ext.outputs.summary import CSV_NAME, ImageResult, parse_results
@@ -78,8 +77,8 @@ def _row_json(row: ImageResult) -> str:
     return json.dumps(values, separators=(",", ":"))
 
 
-_FLOATS = ("score", "raw_min", "raw_mean", "norm_mean", "pred_score")
-_TEXTS = ("image", "status", "error", "note", *FILE_KINDS)
+_FLOATS = ("score", "raw_min", "raw_mean", "norm_mean", "pred_score", "defect_fraction")
+_TEXTS = ("image", "status", "error", "note", "decision", *FILE_KINDS)
 
 
 def _row_from_json(values: Mapping[str, object]) -> ImageResult | None:
@@ -96,7 +95,8 @@ def _row_from_json(values: Mapping[str, object]) -> ImageResult | None:
                 return None
         if any(not isinstance(fixed.get(key, ""), str) for key in _TEXTS):
             return None
-        if fixed.get("pred_label") not in {None, True, False}:
+        if fixed.get("pred_label") not in {None, True, False} or any(
+                fixed.get(key) is not None and type(fixed[key]) is not int for key in ("defect_area", "defect_regions")):
             return None
         source = fixed.get("source")
         if source is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -34,11 +35,12 @@ class MapBatch(NamedTuple):
     normalized: torch.Tensor | list[torch.Tensor]  # float32 in [0, 1]
     levels: torch.Tensor | list[torch.Tensor] | None  # uint8 0-255, the colour table's index; None when not asked for
     stats: torch.Tensor  # (B, len(STAT_NAMES)) float64, the CSV's numbers
+    masks: torch.Tensor | list[torch.Tensor] | None = None  # bool: raw map at or above the pixel threshold
 
     def host_tensors(self) -> dict[str, torch.Tensor]:
         """The maps under flat names for :class:`~anomalib_folder_ext.callbacks.transfer.HostCopy`; see :func:`image_map`."""
         tensors: dict[str, torch.Tensor] = {}
-        for name, maps in (("normalized", self.normalized), ("levels", self.levels)):
+        for name, maps in (("normalized", self.normalized), ("levels", self.levels), ("masks", self.masks)):
             if isinstance(maps, torch.Tensor):
                 tensors[name] = maps
             elif maps is not None:
@@ -133,11 +135,27 @@ def quantize(normalized_maps: torch.Tensor) -> torch.Tensor:
     return (normalized_maps * 255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
+def float32_cut(threshold: float) -> float:
+    """The float32 value ``t`` with ``v >= t`` exactly when ``v >= threshold`` for every float32 ``v``: a raw
+    map compared in its own precision decides as its float64 score does (the rows' rule).
+
+    Example:
+        >>> cut = float32_cut(0.1)  # 0.1 lies between two float32 values: the upper one
+        >>> torch.tensor([cut], dtype=torch.float32).item() >= 0.1, float32_cut(0.5)
+        (True, 0.5)
+    """
+    cut = np.float32(threshold)
+    if float(cut) < threshold:
+        cut = np.nextafter(cut, np.float32(np.inf))
+    return float(cut)
+
+
 def process_maps(
     raw_maps: torch.Tensor,
     with_levels: bool = True,
     normalize: Normalizer | None = None,
     sizes: Sequence[tuple[int, int]] | None = None,
+    pixel_threshold: float | None = None,
 ) -> MapBatch:
     """Everything the writer needs of a batch of raw maps, computed where the maps are.
 
@@ -145,7 +163,8 @@ def process_maps(
     each normalised map to its image's (H, W) (``None``: the model's size). ``stats`` holds, per
     map, the raw max (``score``), raw min and raw mean, always of the model-size raw map, and the
     mean of the map as written. Means are float32 sums (pairwise on a CPU, tree-reduced on a GPU:
-    about 1e-7 relative, far below the 6 significant digits the CSV keeps).
+    about 1e-7 relative, far below the 6 significant digits the CSV keeps). ``pixel_threshold``: the
+    masks, the raw map at or above it at the written size (resized bilinearly, as the written map is).
     """
     maps = as_map_stack(raw_maps)
     low, high = _extremes(maps)
@@ -158,5 +177,9 @@ def process_maps(
         normalized = resize_each(normalized, sizes)
         norm_mean = torch.stack([single.mean() for single in normalized])
         levels = [quantize(single) for single in normalized] if with_levels else None
+    masks = None
+    if pixel_threshold is not None:
+        cut = float32_cut(pixel_threshold)
+        masks = maps >= cut if sizes is None else [single >= cut for single in resize_each(maps, sizes)]
     stats = torch.stack([high, low, raw_mean, norm_mean], dim=1)
-    return MapBatch(normalized=normalized, levels=levels, stats=stats.to(torch.float64))
+    return MapBatch(normalized=normalized, levels=levels, stats=stats.to(torch.float64), masks=masks)

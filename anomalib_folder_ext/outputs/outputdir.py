@@ -29,13 +29,13 @@ from anomalib_folder_ext.errors import option_hint
 from anomalib_folder_ext.errors import OutputDirError
 from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing, relative_parts
 from anomalib_folder_ext.outputs.runplan import FILE_KINDS, MAP_SUFFIXES, OutputNames
-from anomalib_folder_ext.outputs.summary import CSV_NAME, SUMMARY_NAME, parse_results
+from anomalib_folder_ext.outputs.summary import CSV_NAME, DEFECTIVE_NAME, SUMMARY_NAME, parse_results
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"  # the run's resolved anomalib config, saved next to the results
 REPORT_NAMES = ("report.html", "report.png")
 # Files a run writes under fixed names (the maps are listed, per image, in results.csv and the journal).
-RUN_FILES = (CSV_NAME, SUMMARY_NAME, *REPORT_NAMES, CONFIG_NAME)
+RUN_FILES = (CSV_NAME, DEFECTIVE_NAME, SUMMARY_NAME, *REPORT_NAMES, CONFIG_NAME)
 
 
 def run_token(world_size: int = 1) -> str:

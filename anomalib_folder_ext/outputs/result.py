@@ -18,10 +18,12 @@ class FolderResult:
     """One folder's results: every image's row (``results.csv``), the counts and the timing.
 
     Example:
-        >>> result = FolderResult(Path("out"), (ImageResult("a.png", score=2.0, pred_label=True),
+        >>> result = FolderResult(Path("out"), (ImageResult("a.png", score=2.0, pred_label=True, decision="defect"),
         ...                                      ImageResult("b.png", status="failed", error="truncated")))
         >>> result.images, result.ok, result.above_threshold, [row.image for row in result.failed]
         (2, 1, 1, ['b.png'])
+        >>> [row.image for row in result.defective]
+        ['a.png']
         >>> result.results_csv.as_posix(), result.top(1)[0].image
         ('out/results.csv', 'a.png')
     """
@@ -57,8 +59,17 @@ class FolderResult:
 
     @property
     def above_threshold(self) -> int:
-        """Images the model's image threshold labels anomalous (``pred_label`` true)."""
+        """Images at or above the image threshold in force (``pred_label`` true, decided ``defect``)."""
         return sum(row.pred_label is True for row in self.rows)
+
+    @property
+    def defective(self) -> list[ImageResult]:
+        """The parts decided ``defect``, then ``uncertain``, each highest score first: ``defective.csv``'s rows."""
+        return summary.defective_rows(self.rows)
+
+    @property
+    def defective_csv(self) -> Path:
+        return self.output_dir / summary.DEFECTIVE_NAME
 
     @property
     def images_per_s(self) -> float:

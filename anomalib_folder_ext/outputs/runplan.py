@@ -15,9 +15,10 @@ from pathlib import Path, PurePosixPath
 from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.outputs.artifacts import NPY_SUFFIX, PNG_SUFFIX, output_stems
 
-FILE_KINDS = ("npy", "png", "overlay")  # the results.csv columns that name a file
+FILE_KINDS = ("npy", "png", "overlay", "mask")  # the results.csv columns that name a file
+MASK_SUFFIX = "_mask.png"
 # Every suffix a map of this tool can have, whatever a run's options: what overwrite may delete.
-MAP_SUFFIXES = (NPY_SUFFIX, PNG_SUFFIX, "_overlay.jpg", "_overlay.png")
+MAP_SUFFIXES = (NPY_SUFFIX, PNG_SUFFIX, "_overlay.jpg", "_overlay.png", MASK_SUFFIX)
 
 
 def overlay_suffix(overlay_format: str) -> str:
@@ -31,7 +32,7 @@ class OutputNames:
     Example:
         >>> plan = OutputNames.for_images(["a.png", "a.jpg", "sub/b.bmp"], npy=True, png=False)
         >>> plan.files("sub/b.bmp")
-        {'npy': 'sub/b_anomaly.npy', 'png': '', 'overlay': ''}
+        {'npy': 'sub/b_anomaly.npy', 'png': '', 'overlay': '', 'mask': ''}
         >>> sorted(plan.folders())
         ['sub']
     """
@@ -42,11 +43,12 @@ class OutputNames:
 
     @classmethod
     def for_images(
-        cls, names: Sequence[str], npy: bool = True, png: bool = True, overlay: str | None = None
+        cls, names: Sequence[str], npy: bool = True, png: bool = True, overlay: str | None = None, mask: bool = False
     ) -> OutputNames:
         """``overlay``: the overlay format (``jpg``/``png``) when overlays are written."""
         suffixes = {kind: suffix for kind, suffix, on in (("npy", NPY_SUFFIX, npy), ("png", PNG_SUFFIX, png),
-                                                          ("overlay", overlay_suffix(overlay or "jpg"), bool(overlay)))
+                                                          ("overlay", overlay_suffix(overlay or "jpg"), bool(overlay)),
+                                                          ("mask", MASK_SUFFIX, mask))
                     if on}
         names = list(names)
         return cls(names, suffixes, dict(zip(names, output_stems(names), strict=True)))
@@ -60,7 +62,7 @@ class OutputNames:
             'a_anomaly.npy'
         """
         return cls.for_images(names, options.save_as_npy, options.save_as_image,
-                              options.overlay_format.value if options.save_overlay else None)
+                              options.overlay_format.value if options.save_overlay else None, options.save_mask)
 
     def files(self, name: str) -> dict[str, str]:
         """The file of each kind (``""`` when that kind is not written) for the image ``name``."""
@@ -80,17 +82,21 @@ class OutputNames:
         return folders
 
 
-def run_settings(options: WriterOptions, checkpoint: str | Path | None, precision: str, backend: str | None = None) -> dict:
+def run_settings(options: WriterOptions, checkpoint: str | Path | None, precision: str, backend: str | None = None,
+                 thresholds: dict | None = None) -> dict:
     """What decides the files' content: an output dir resumes only under the same settings.
 
     The checkpoint counts by its content (SHA-256): new weights saved over the old file are
     another model, and a checkpoint moved elsewhere is the same one; an exported graph counts with
     its ``export.json`` (:func:`~anomalib_folder_ext.models.exported.model_identity`). ``backend``: the
-    runtime of an exported model (``checkpoint`` is then its graph file).
+    runtime of an exported model (``checkpoint`` is then its graph file). ``thresholds``: those given by
+    option or calibration (the model's own belong to its identity); they and the masks count only when
+    set, so an output dir of a run without them resumes as before.
     """
     from anomalib_folder_ext.models.exported import model_identity
 
-    return {
+    decision = {"thresholds": dict(thresholds)} if thresholds else {}
+    return decision | ({"mask": True} if options.save_mask else {}) | {
         "checkpoint": model_identity(checkpoint) if checkpoint else None,
         "precision": f"{precision} on {backend}" if backend else str(precision),
         "npy": options.save_as_npy,

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from anomalib_folder_ext.console import counted
+from anomalib_folder_ext.decision.rule import DECISIONS, DEFECT, OK, UNCERTAIN
 from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.outputs.owned import OwnedDir
 
 CSV_NAME = "results.csv"
+DEFECTIVE_NAME = "defective.csv"
 SUMMARY_NAME = "results_summary.txt"
 NOTES_SHOWN = 20  # the summary lists this many notes; results.csv has every one
 
@@ -33,12 +35,17 @@ class ImageResult:
     npy: str = ""
     png: str = ""
     overlay: str = ""
+    mask: str = ""
     score: float = math.nan
     raw_min: float = math.nan
     raw_mean: float = math.nan
     norm_mean: float = math.nan
     pred_score: float = math.nan
     pred_label: bool | None = None
+    decision: str = ""  # ok, uncertain or defect (decision.rule); empty without an image threshold
+    defect_area: int | None = None  # pixels of the mask (the raw map at or above the pixel threshold)
+    defect_fraction: float = math.nan  # of the map's pixels
+    defect_regions: int | None = None  # 8-connected regions of the mask
     width: int = 0
     height: int = 0
     # The input file as it was read (journal.file_stamp): kept in the journal, not in results.csv, so
@@ -47,7 +54,7 @@ class ImageResult:
 
 
 CSV_COLUMNS: tuple[str, ...] = tuple(column.name for column in fields(ImageResult) if column.metadata.get("csv", True))
-_TEXT_COLUMNS = frozenset(("image", "status", "error", "note", "npy", "png", "overlay"))
+_TEXT_COLUMNS = frozenset(("image", "status", "error", "note", "npy", "png", "overlay", "mask", "decision"))
 # A cell a spreadsheet would run as a formula starts with one of these; such a cell gets a leading
 # apostrophe (so does one that starts with an apostrophe, so reading it back is exact).
 _FORMULA_START = ("=", "+", "-", "@", "'")
@@ -97,7 +104,7 @@ def row_from_csv(values: Mapping[str, str]) -> ImageResult:
             continue
         if column.type in {"float", float}:
             setattr(row, column.name, float(text))
-        elif column.type in {"int", int}:
+        elif column.type in {"int", int, "int | None"}:
             setattr(row, column.name, int(text))
         elif column.name == "pred_label":
             row.pred_label = text == "true"
@@ -131,15 +138,47 @@ def csv_text(rows: Iterable[ImageResult]) -> str:
     return buffer.getvalue()
 
 
+DEFECTIVE_COLUMNS = ("image", "decision", "score", "pred_score", "defect_area", "defect_fraction", "defect_regions",
+                     "npy", "png", "overlay", "mask")
+
+
+def defective_rows(rows: Iterable[ImageResult]) -> list[ImageResult]:
+    """The parts decided defect, then uncertain, each highest score first."""
+    return sorted((row for row in rows if row.status == "ok" and row.decision in {DEFECT, UNCERTAIN}),
+                  key=lambda row: (row.decision != DEFECT, -row.score))
+
+
+def defective_csv_text(rows: Iterable[ImageResult]) -> str:
+    """``defective.csv``: the parts decided defect, then uncertain, each highest score first; the list to act on.
+
+    Example:
+        >>> rows = [ImageResult("a.png", score=0.2, decision="ok"), ImageResult("b.png", score=0.9, decision="defect"),
+        ...         ImageResult("c.png", score=0.45, decision="uncertain"), ImageResult("d.png", score=0.7, decision="defect")]
+        >>> [line.split(",")[0] for line in defective_csv_text(rows).splitlines()]
+        ['image', 'b.png', 'd.png', 'c.png']
+    """
+    chosen = defective_rows(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(DEFECTIVE_COLUMNS)
+    for row in chosen:
+        cells = dict(zip(CSV_COLUMNS, _csv_cells(row), strict=True))
+        writer.writerow([cells[name] for name in DEFECTIVE_COLUMNS])
+    return buffer.getvalue()
+
+
 def score_statistics(rows: Sequence[ImageResult]) -> dict[str, float | int]:
-    """Overall numbers over the successfully processed images."""
+    """Overall numbers over the successfully processed images; ``decided`` counts the images with a decision."""
     scores = np.array([row.score for row in rows if row.status == "ok"], dtype=np.float64)
     labels = [row.pred_label for row in rows if row.status == "ok"]
+    decisions = [row.decision for row in rows if row.status == "ok" and row.decision]
     stats: dict[str, float | int] = {
         "images": len(rows),
         "ok": int(scores.size),
         "failed": sum(row.status != "ok" for row in rows),
         "above_threshold": sum(label is True for label in labels),
+        "decided": len(decisions),
+        **{f"decided_{name}": decisions.count(name) for name in DECISIONS},
     }
     if scores.size:
         stats |= {
@@ -167,8 +206,15 @@ def _score_lines(stats: Mapping[str, float | int], width: int) -> list[str]:
     if not stats["ok"]:
         return []
     lines = [f"  score {name:<{width}} : {stats[f'score_{name}']:.6g}" for name in ("min", "mean", "median", "p95", "max")]
-    lines.append(f"  above the model's threshold (pred_label true) : {stats['above_threshold']}")
+    if stats["decided"]:
+        lines.append(f"  {'decided':<{width + 6}} : {decisions_text(stats)} (the thresholds above)")
     return lines
+
+
+def decisions_text(stats: Mapping[str, float | int]) -> str:
+    """``3 defect, 1 uncertain, 36 ok``: the decisions, the uncertain ones only where a band made any."""
+    return ", ".join(f"{stats[f'decided_{name}']} {name}" for name in (DEFECT, UNCERTAIN, OK)
+                     if name != UNCERTAIN or stats[f"decided_{name}"])
 
 
 def summary_text(
@@ -202,15 +248,16 @@ def summary_text(
             lines.append(f"  ... and {len(noted) - NOTES_SHOWN} more")
 
     lines += ["", "Per-image results (input order)"]
-    header = f"  {'score':>12} {'raw_min':>12} {'raw_mean':>12} {'norm_mean':>10} {'pred_score':>10} {'label':>5}  image"
+    header = (f"  {'score':>12} {'raw_min':>12} {'raw_mean':>12} {'norm_mean':>10} {'pred_score':>10} {'decision':>9} "
+              f"{'area':>8}  image")
     lines.append(header)
     for row in rows:
         if row.status != "ok":
-            lines.append(f"  {'failed':>12} {'':>12} {'':>12} {'':>10} {'':>10} {'':>5}  {display_name(row.image)}")
+            lines.append(f"  {'failed':>12} {'':>12} {'':>12} {'':>10} {'':>10} {'':>9} {'':>8}  {display_name(row.image)}")
             continue
         lines.append(
             f"  {row.score:>12.6g} {row.raw_min:>12.6g} {row.raw_mean:>12.6g} {row.norm_mean:>10.4f} "
-            f"{_cell(row.pred_score):>10} {_cell(row.pred_label):>5}  {display_name(row.image)}"
+            f"{_cell(row.pred_score):>10} {row.decision:>9} {_cell(row.defect_area):>8}  {display_name(row.image)}"
         )
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,8 @@ WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
 CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
 # Writer options the flags set; the rest keep their defaults in the config, as configs/folder.yaml has them.
 FLAG_WRITER_OPTIONS = ("save_as_npy", "save_as_image", "colormap", "normalization", "vmin", "vmax", "map_size",
-                       "save_overlay", "overlay_alpha", "report", "resume", "overwrite", "allow_other_files")
+                       "save_overlay", "overlay_alpha", "calibration", "threshold", "pixel_threshold",
+                       "uncertain_below", "save_mask", "report", "resume", "overwrite", "allow_other_files")
 
 
 def resolve_folder(options: argparse.Namespace) -> Path | None:

@@ -21,7 +21,7 @@ MAX_HOOK_LINES = 25  # a Lightning hook of the writer: glue that calls collabora
 
 # The stages, lowest first: a module imports only from its own stage or lower ones. The top-level
 # modules that are not faces form the base every stage may use.
-STAGES = ["base", "distributed", "images", "models", "outputs", "data", "callbacks", "run", "tools", "api", "cli"]
+STAGES = ["base", "distributed", "images", "models", "decision", "outputs", "data", "callbacks", "run", "tools", "api", "cli"]
 BASE = {"errors", "console", "options", "lazy"}
 FACES = {"__init__", "__main__", "exportedmodel"}  # the package's face, python -m, a config's class path
 SUBPACKAGES = sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py"))

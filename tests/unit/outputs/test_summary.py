@@ -8,12 +8,12 @@ from anomalib_folder_ext.outputs.summary import CSV_COLUMNS, ImageResult, csv_te
 def rows():
     return [
         ImageResult("a.png", npy="a_anomaly.npy", png="a_anomaly.png", score=0.5, raw_min=-1, raw_mean=0.1,
-                    norm_mean=0.3, pred_score=0.4, pred_label=False, width=10, height=20),
+                    norm_mean=0.3, pred_score=0.4, pred_label=False, decision="ok", defect_area=0, width=10, height=20),
         ImageResult("b.png", status="failed", error="OSError: truncated file"),
         ImageResult("c.png", npy="c_anomaly.npy", score=2.0, raw_min=0, raw_mean=1, norm_mean=0.5,
-                    pred_score=0.9, pred_label=True, width=10, height=20),
+                    pred_score=0.9, pred_label=True, decision="defect", defect_area=12, width=10, height=20),
         ImageResult("d.png", npy="d_anomaly.npy", score=1.0, raw_min=0, raw_mean=0.5, norm_mean=0.4,
-                    pred_score=0.6, pred_label=True, width=10, height=20),
+                    pred_score=0.6, pred_label=True, decision="defect", defect_area=3, width=10, height=20),
     ]
 
 
@@ -33,6 +33,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_image():
 def test_statistics_ignore_failed_rows():
     stats = score_statistics(rows())
     assert (stats["images"], stats["ok"], stats["failed"], stats["above_threshold"]) == (4, 3, 1, 2)
+    assert (stats["decided"], stats["decided_defect"], stats["decided_uncertain"], stats["decided_ok"]) == (3, 2, 0, 1)
     assert stats["score_min"] == 0.5 and stats["score_max"] == 2.0 and stats["score_median"] == 1.0
     assert math.isclose(stats["score_mean"], 3.5 / 3)
     assert math.isclose(stats["score_p95"], 1.9)
@@ -46,7 +47,7 @@ def test_summary_text_has_parameters_statistics_top_list_and_failures():
     text = summary_text({"checkpoint": "m.ckpt", "batch size": 8}, rows(), top_count=2)
     assert "checkpoint : m.ckpt" in text
     assert "3 ok, 1 failed, 4 total" in text
-    assert "above the model's threshold (pred_label true) : 2" in text
+    assert "  decided          : 2 defect, 1 ok (the thresholds above)\n" in text
     top = text.split("Most anomalous images (top 2 by score)")[1]
     assert top.index("c.png") < top.index("d.png")
     assert "b.png: OSError: truncated file" in text

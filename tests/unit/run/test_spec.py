@@ -50,7 +50,8 @@ def test_a_bad_option_is_refused_naming_it():
 def test_the_config_holds_the_flags_options_in_order_and_any_other_changed():
     assert list(writer_init_args(WriterOptions())) == [
         "save_as_npy", "save_as_image", "colormap", "normalization", "map_size", "save_overlay", "overlay_alpha",
-        "report", "resume", "overwrite", "allow_other_files"]
+        "calibration", "threshold", "pixel_threshold", "uncertain_below", "save_mask", "report", "resume", "overwrite",
+        "allow_other_files"]
     changed = writer_init_args(WriterOptions(png_compress_level=6, normalization="fixed", vmin=0.0, vmax=1.0))
     assert changed["png_compress_level"] == 6 and (changed["vmin"], changed["vmax"]) == (0.0, 1.0)
     assert changed["normalization"] == "fixed"
