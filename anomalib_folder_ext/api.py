@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from anomalib_folder_ext.errors import PREDICT_BATCHES, PREDICT_FOLDER, InputError, Terms, Worded
+from anomalib_folder_ext.errors import CALIBRATE_FUNCTION, PREDICT_BATCHES, PREDICT_FOLDER, InputError, Terms, Worded
 from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.run.spec import RunSpec
 
@@ -88,6 +88,30 @@ def predict_batches(root: str | Path | Sequence[str | Path], model_path: str | P
         else:
             base, jobs = preflight.override_jobs(_override_files(root, only), spec, Path(output_root), option="root")
         return run_batches(base, jobs, output_root, resume and not overwrite, overwrite, PREDICT_BATCHES)
+
+
+def calibrate(model_path: str | Path, good_folder: str | Path, out: str | Path = "calibration.json", *,
+              defect_folder: str | Path | None = None, mask_folder: str | Path | None = None, target_fpr: float = 0.01,
+              pixel_fpr: float = 1e-4, uncertain_fpr: float | None = None, work_dir: str | Path | None = None,
+              resume: bool = True, verbose: bool = False, **options: object):  # noqa: ANN201 - Calibration
+    """Fit the image and pixel thresholds of ``model_path`` on the known-good parts under ``good_folder`` at
+    ``target_fpr`` and write them to ``out`` (``anomalib-folder calibrate``); predict takes ``out`` as
+    ``calibration``. ``defect_folder`` (and ``mask_folder``) add recall, AUROC and the pixel figures.
+    ``options``: how the model runs (``batch_size``, ``devices``, ``precision``, ...). Returns the
+    :class:`~anomalib_folder_ext.decision.calibration.Calibration` written.
+    """
+    from anomalib_folder_ext.run.calibrate import CalibrationRequest
+    from anomalib_folder_ext.run.calibrate import calibrate as run_calibration
+
+    with _front_door(CALIBRATE_FUNCTION, verbose):
+        writer = sorted(set(options) & set(_WRITER_NAMES))
+        if writer:
+            raise InputError(f"{writer[0]}: calibrate writes no maps of its own; it takes the model's run options only",
+                             option=writer[0])
+        spec = run_spec(model_path=model_path, **options)
+        request = CalibrationRequest(spec, Path(good_folder), Path(out), defect_folder, mask_folder, target_fpr, pixel_fpr,
+                                     uncertain_fpr, work_dir, resume)
+        return run_calibration(request, CALIBRATE_FUNCTION)
 
 
 def _override_files(paths: Sequence[str | Path], only: Sequence[str] | None) -> list[str]:
@@ -168,6 +192,9 @@ def _option_defaults() -> dict:
 
 
 predict_folder.__signature__ = _signature(predict_folder, [*_RUN_NAMES, *_WRITER_NAMES], _option_defaults())
+calibrate.__signature__ = _signature(
+    calibrate, [name for name in _RUN_NAMES if name not in {"model_path", "folder_path", "output_dir", "recursive"}],
+    _option_defaults())
 predict_batches.__signature__ = _signature(
     predict_batches, [name for name in [*_RUN_NAMES, *_WRITER_NAMES] if name not in {"folder_path", "output_dir"}],
     _option_defaults())

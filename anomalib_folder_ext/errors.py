@@ -51,10 +51,15 @@ ANOMALIB_PREDICT = Terms("anomalib predict", lambda name: f"--trainer.callbacks.
 PREDICT_COMMAND = Terms("anomalib-folder predict", lambda name: f"--{name} True")
 BATCHES_COMMAND = Terms("anomalib-folder batches", lambda name: {
     "overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(name, f"--{name} True"))
+CALIBRATE_COMMAND = Terms("anomalib-folder calibrate", lambda name: {
+    "overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(name, f"--{name} True"))
 PREDICT_FOLDER = Terms("predict_folder", lambda name: f"predict_folder(..., {name}=True)")
 PREDICT_BATCHES = Terms("predict_batches", lambda name: {
     "overwrite": "predict_batches(..., resume=False)",
     "resume": "predict_batches again (resume is on by default)"}.get(name, f"predict_batches(..., {name}=True)"))
+CALIBRATE_FUNCTION = Terms("calibrate", lambda name: {
+    "overwrite": "calibrate(..., resume=False)",
+    "resume": "calibrate again (resume is on by default)"}.get(name, f"calibrate(..., {name}=True)"))
 
 
 class Worded(BaseException):

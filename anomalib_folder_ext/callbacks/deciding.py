@@ -98,7 +98,5 @@ def decided_settings(options: WriterOptions, calibration: Calibration | None, ch
     backend = backend_of(pl_module)
     settings = run_settings(options, checkpoint, trainer.precision, backend, given_thresholds(options, calibration))
     if calibration is not None and settings["checkpoint"]:
-        run = ModelRun(settings["checkpoint"], backend or "torch", str(trainer.precision),
-                       tuple(trainer.datamodule.resolve_image_size()))
-        check_calibration(calibration, run)
+        check_calibration(calibration, ModelRun.from_settings(settings, trainer.datamodule.resolve_image_size()))
     return settings

@@ -74,6 +74,8 @@ class FolderFinish:
             "loop_s": round(loop_s, 3),
             "startup_s": reports[0].startup_s,
             "precision": str(trainer.precision),
+            "image_size": list(trainer.datamodule.resolve_image_size()),  # what a calibration records
+            "thresholds": self.thresholds.record(),  # the decision in force, and where each threshold came from
             "ranks": [report.record() for report in reports],
         })
         result = FolderResult(self.directory.path, tuple(rows), predicted, round(loop_s, 3), reports[0].startup_s)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from anomalib_folder_ext.cli.edge import install_excepthook, one_line_message, stop_for
 from anomalib_folder_ext.cli.parser import build_parser
-from anomalib_folder_ext.errors import BATCHES_COMMAND, PREDICT_COMMAND, Terms
+from anomalib_folder_ext.errors import BATCHES_COMMAND, CALIBRATE_COMMAND, PREDICT_COMMAND, Terms
 
 
 def run_demo(options: argparse.Namespace) -> int:
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(options, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
     quiet_torch_logs()
-    terms = BATCHES_COMMAND if options.command == "batches" else PREDICT_COMMAND  # how messages name a flag
+    terms = {"batches": BATCHES_COMMAND, "calibrate": CALIBRATE_COMMAND}.get(options.command, PREDICT_COMMAND)  # flags
     install_excepthook(terms)  # this command's edge, for what escapes below (Ctrl-C while importing)
     if options.command in {"demo", "split", "export"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
@@ -123,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from anomalib_folder_ext.run.export import run_export
 
             return run_export(options)
+        if options.command == "calibrate":
+            return _calibrate(options, passthrough, terms)
         return _predict(options, spec, passthrough, terms)
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         print(f"anomalib-folder: error: {_message(exc, terms)}", file=sys.stderr)
@@ -155,6 +157,21 @@ def _predict(options: argparse.Namespace, spec: object, passthrough: list[str], 
     if options.print_config:
         args.append("--print_config")
     return _ended_here(terms, launch.run_anomalib, args, terms)
+
+
+def _calibrate(options: argparse.Namespace, passthrough: list[str], terms: Terms) -> int:
+    """``calibrate``: the checks before anything loads, the parts' runs through anomalib, the fit."""
+    from anomalib_folder_ext.run.calibrate import CalibrationRequest, calibrate
+    from anomalib_folder_ext.run.spec import RunSpec
+
+    spec = RunSpec(model_path=options.model_path, image_size=options.image_size, batch_size=options.batch_size,
+                   extensions=options.extensions, num_workers=options.num_workers, max_pixels=options.max_pixels,
+                   accelerator=options.accelerator, devices=options.devices, precision=options.precision)
+    request = CalibrationRequest(spec, options.good_folder, options.out, options.defect_folder, options.mask_folder,
+                                 options.target_fpr, options.pixel_fpr, options.uncertain_fpr, options.work_dir,
+                                 options.resume, tuple(passthrough))
+    _as_the_anomalib_command(terms)
+    return _ended_here(terms, calibrate, request, terms)
 
 
 def _as_the_anomalib_command(terms: Terms):  # noqa: ANN202

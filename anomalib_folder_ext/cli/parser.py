@@ -69,14 +69,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         """A writer option as a flag: its default and help are the option's (:mod:`~anomalib_folder_ext.options`)."""
         parser.add_argument(f"--{name}", default=defaults[name], help=docs[name], **kwargs)
 
-    run_docs, run_defaults = spec_docs(), spec_defaults()
-
     def run_flag(name: str, **kwargs: object) -> None:
-        """A run option as a flag: its default and help are the option's (:mod:`~anomalib_folder_ext.run.spec`)."""
-        default = run_defaults[name]
-        default = list(default) if isinstance(default, tuple) else default
-        parser.add_argument(f"--{name}", default=str(default) if name == "devices" else default, help=run_docs[name],
-                            **kwargs)
+        _run_flag(parser, name, **kwargs)
 
     run_flag("image_size", type=int, nargs=2, metavar=("H", "W"))
     run_flag("batch_size", type=_count(1))
@@ -105,6 +99,47 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     run_flag("max_pixels", type=_count(1))
     parser.add_argument("--verbose", action="store_true", help="also show anomalib's and Lightning's own messages")
     parser.add_argument("--print_config", action="store_true", help="print the anomalib config and exit")
+
+
+def _run_flag(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
+    """A run option as a flag: its default and help are the option's (:mod:`~anomalib_folder_ext.run.spec`)."""
+    default = spec_defaults()[name]
+    default = list(default) if isinstance(default, tuple) else default
+    parser.add_argument(f"--{name}", default=str(default) if name == "devices" else default, help=spec_docs()[name],
+                        **kwargs)
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit the image and pixel thresholds on known-good parts at a target false-positive rate",
+        description=("Predicts --good_folder (and --defect_folder) through the same pipeline as predict, into --work_dir "
+                     "(resumable), then fits the image threshold (raw score units) and the pixel threshold (raw map "
+                     "units) at --target_fpr on the good parts and writes them with the model's identity to --out; "
+                     "predict and batches take it as --calibration. Other arguments go to anomalib."),
+    )
+    calibrate.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt), or an exported "
+                           "model: an export is calibrated on its own scores")
+    calibrate.add_argument("--good_folder", required=True, help="known-good parts (sub-folders, e.g. batch folders, included)")
+    calibrate.add_argument("--defect_folder", help="known defective parts: recall, image AUROC, the separating threshold")
+    calibrate.add_argument("--mask_folder", help="masks of the defect images (same relative path and stem, or "
+                           "<stem>_mask): the pixel figures")
+    calibrate.add_argument("--target_fpr", type=_finite, default=0.01, help="the false-positive rate on good parts "
+                           "to fit at (default: 0.01); a score quantile q is target_fpr 1 - q")
+    calibrate.add_argument("--pixel_fpr", type=_finite, default=1e-4, help="the share of good parts' pixels the "
+                           "pixel threshold flags (default: 0.0001, about 7 pixels of a 256 x 256 good part)")
+    calibrate.add_argument("--uncertain_fpr", type=_finite, help="also a band: scores from the threshold at this larger "
+                           "rate up to the image threshold are decided uncertain")
+    calibrate.add_argument("--out", default="calibration.json", help="the calibration file (default: calibration.json)")
+    calibrate.add_argument("--work_dir", help="where the parts' runs go (default: <out's name>_runs beside it)")
+    calibrate.add_argument("--resume", type=_bool, default=True, metavar="True|False",
+                           help="False: predict every part again (default: parts predicted earlier are kept)")
+    for name, kwargs in (("image_size", {"type": int, "nargs": 2, "metavar": ("H", "W")}),
+                         ("batch_size", {"type": _count(1)}), ("extensions", {"nargs": "+"}), ("accelerator", {}),
+                         ("devices", {}), ("precision", {}), ("num_workers", {"type": _count(0)}),
+                         ("max_pixels", {"type": _count(1)})):
+        _run_flag(calibrate, name, **kwargs)
+    calibrate.add_argument("--verbose", action="store_true", help="also show anomalib's and Lightning's own messages")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how files get into the batch folders (default: hardlink: no extra space)")
     split.add_argument("--recursive", type=_bool, default=False, metavar="True|False")
     split.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
+
+    _add_calibrate(commands)
 
     export = commands.add_parser(
         "export",

@@ -29,6 +29,18 @@ class ModelRun:
     image_size: tuple[int, int]
     path: str = ""  # where it was when calibrated (shown, never compared)
 
+    @classmethod
+    def from_settings(cls, settings: dict, image_size: tuple[int, int], path: str = "") -> ModelRun:
+        """The model run a run's settings describe (``outputs.runplan.run_settings``: the model's identity, and
+        its precision with an exported model's runtime, ``32-true on openvino``).
+
+        Example:
+            >>> ModelRun.from_settings({"checkpoint": "sha256:1", "precision": "32-true on openvino"}, (256, 256))
+            ModelRun(identity='sha256:1', runtime='openvino', precision='32-true', image_size=(256, 256), path='')
+        """
+        precision, _, runtime = str(settings.get("precision", "")).partition(" on ")
+        return cls(str(settings.get("checkpoint") or ""), runtime or "torch", precision, tuple(image_size), path)
+
     def differences(self, other: ModelRun) -> list[str]:
         """What differs from ``other``, in words; empty when both score alike.
 

@@ -194,3 +194,24 @@ def pixel_threshold(top: TopValues, target_fpr: float) -> float:
         msg = f"kept {largest.size} of {top.count} pixels, fewer than the {flagged + 1} a rate of {target_fpr:g} needs"
         raise ValueError(msg)
     return just_above(float(largest[flagged]))
+
+
+def best_f1_threshold(inside: np.ndarray, outside: np.ndarray) -> tuple[float, float]:
+    """The pixel threshold with the best F1 on known masks (``inside``: the defect pixels' raw values,
+    ``outside``: the others'), and that F1; every distinct value is tried.
+
+    Example:
+        >>> best_f1_threshold(np.array([0.9, 0.8, 0.3]), np.array([0.1, 0.2, 0.85]))
+        (0.3, 0.8571428571428571)
+    """
+    values = np.concatenate([np.asarray(inside, np.float64).ravel(), np.asarray(outside, np.float64).ravel()])
+    defect = np.concatenate([np.ones(np.size(inside), bool), np.zeros(np.size(outside), bool)])
+    if not defect.any():
+        return math.nan, math.nan
+    order = np.argsort(-values, kind="stable")
+    values, defect = values[order], defect[order]
+    hits, false = np.cumsum(defect), np.cumsum(~defect)
+    last = np.r_[values[1:] != values[:-1], True]  # flagging ">= value" takes every tie of it
+    f1 = 2 * hits / (2 * hits + false + (defect.sum() - hits))
+    best = int(np.argmax(np.where(last, f1, -1.0)))
+    return float(values[best]), float(f1[best])

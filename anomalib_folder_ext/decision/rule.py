@@ -74,6 +74,10 @@ class Thresholds:
         """What resume compares: the numbers, not where they came from."""
         return {"image": self.image, "pixel": self.pixel, "uncertain_below": self.uncertain_below}
 
+    def record(self) -> dict:
+        """The thresholds with their sources, as a run's finished record keeps them."""
+        return {**self.settings(), "image_source": self.image_source, "pixel_source": self.pixel_source}
+
     def parameters(self) -> dict[str, str]:
         """The thresholds in force, in words, for the summaries' head.
 

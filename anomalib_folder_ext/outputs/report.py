@@ -25,7 +25,7 @@ from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.images.decode import decode_rgb
 from anomalib_folder_ext.outputs.maps import quantize
 from anomalib_folder_ext.outputs.owned import OwnedDir
-from anomalib_folder_ext.outputs.summary import ImageResult, most_anomalous, score_statistics
+from anomalib_folder_ext.outputs.summary import ImageResult, decisions_text, most_anomalous, score_statistics
 
 REPORT_HTML = "report.html"
 REPORT_PNG = "report.png"
@@ -138,6 +138,7 @@ def html_text(
     stats = score_statistics(rows)
     counts, edges = score_histogram(rows)
     escape = html.escape
+    decided = f"; decided: <b>{decisions_text(stats)}</b>" if stats["decided"] else ""
     facts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in parameters.items())
     cards = []
     for rank, item in enumerate(items, 1):
@@ -148,7 +149,7 @@ def html_text(
             f'<img src="{_data_uri(picture)}" alt="{escape(alt)} of {escape(display_name(row.image))}">'
             for alt, picture in (("input", item.image), ("map over the input", item.overlay)) if picture is not None
         )
-        label = "" if row.pred_label is None else (" · above threshold" if row.pred_label else " · below threshold")
+        label = f" · {row.decision}" if row.decision else ""
         cards.append(
             f'<div class="card"><div class="pics">{pictures}</div><p><b>{rank}. {escape(display_name(row.image))}</b><br>'
             f"score {row.score:.6g} · pred_score {row.pred_score:.3f}{label}<br>{links}</p></div>"
@@ -166,8 +167,7 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 </style></head>
 <body>
 <h1>{escape(title)}</h1>
-<p><b>{stats['images']}</b> images: <b>{stats['ok']}</b> ok, <b>{stats['failed']}</b> failed,
-<b>{stats['above_threshold']}</b> above the model's threshold.</p>
+<p><b>{stats['images']}</b> images: <b>{stats['ok']}</b> ok, <b>{stats['failed']}</b> failed{decided}.</p>
 <h2>Scores</h2>
 {svg_histogram(counts, edges)}
 <h2>Most anomalous images (top {len(items)} by score)</h2>
@@ -196,8 +196,9 @@ def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[Repor
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     stats = score_statistics(rows)
-    draw.text((pad, 10), f"{title}: {stats['images']} images, {stats['ok']} ok, {stats['failed']} failed, "
-                         f"{stats['above_threshold']} above threshold; top {len(items)} by score", fill="black")
+    decided = f", decided {decisions_text(stats)}" if stats["decided"] else ""
+    draw.text((pad, 10), f"{title}: {stats['images']} images, {stats['ok']} ok, {stats['failed']} failed"
+                         f"{decided}; top {len(items)} by score", fill="black")
     for index, item in enumerate(items):
         x = pad + (index % columns) * (cell_w + pad)
         y = 40 + (index // columns) * (cell_h + pad)
@@ -254,13 +255,13 @@ def index_html(reports: Sequence, title: str = "Batch folders") -> str:
                            for label, name in (("report", REPORT_HTML), ("results.csv", "results.csv")))
         lines.append(
             f"<tr><td>{escape(display_name(report.name))}</td><td>{stats['images']}</td><td>{stats['ok']}</td>"
-            f"<td>{stats['failed']}</td><td>{stats['above_threshold']}</td><td>{top}</td><td>{links}</td></tr>"
+            f"<td>{stats['failed']}</td><td>{stats['decided_defect']}</td><td>{top}</td><td>{links}</td></tr>"
         )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="generator" content="anomalib-folder-ext"><title>{escape(title)}</title>
 <style>body {{ font-family: sans-serif; margin: 24px; }} td, th {{ padding: 2px 14px 2px 0; text-align: left; }}</style>
 </head><body><h1>{escape(title)}</h1>
-<table><tr><th>batch</th><th>images</th><th>ok</th><th>failed</th><th>above threshold</th><th>max score</th><th></th></tr>
+<table><tr><th>batch</th><th>images</th><th>ok</th><th>failed</th><th>defect</th><th>max score</th><th></th></tr>
 {"".join(lines)}</table>
 <p>Every image: <a href="./all_batches.csv">all_batches.csv</a> · <a href="./all_batches_summary.txt">all_batches_summary.txt</a></p>
 </body></html>

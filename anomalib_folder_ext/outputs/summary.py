@@ -304,7 +304,7 @@ def combined_summary_text(
     lines += ["", "Per batch folder (score = max of the raw anomaly map)"]
     name_width = max([len(report.name) for report in reports] + [5])
     lines.append(
-        f"  {'batch':<{name_width}} {'images':>7} {'ok':>7} {'failed':>6} {'above':>6} {'score med':>10} "
+        f"  {'batch':<{name_width}} {'images':>7} {'ok':>7} {'failed':>6} {'defect':>6} {'score med':>10} "
         f"{'p95':>10} {'max':>10} {'time s':>8} {'images/s':>9}  status"
     )
     for report in reports:
@@ -314,7 +314,7 @@ def combined_summary_text(
         time_text = f"{report.loop_s + report.overhead_s:>8.1f}" if report.predicted else f"{'':>8}"
         lines.append(
             f"  {report.name:<{name_width}} {numbers['images']:>7} {numbers['ok']:>7} {numbers['failed']:>6} "
-            f"{numbers['above_threshold']:>6} {' '.join(scores)} {time_text} {rate}  {report.status}"
+            f"{numbers['decided_defect']:>6} {' '.join(scores)} {time_text} {rate}  {report.status}"
         )
     lines += ["", "Overall"]
     lines.append(f"  images : {stats['images']} ({stats['ok']} ok, {stats['failed']} failed) in {counted(len(reports), 'batch folder')}")
