@@ -58,19 +58,20 @@ def _default(action: argparse.Action) -> str:
     return str(action.default)
 
 
-def flag_table() -> str:
-    """Every flag of ``anomalib-folder predict``: the flag, its help, its default."""
+def flag_table(command: str = "predict") -> str:
+    """Every flag of ``anomalib-folder COMMAND``: the flag, its help, its default."""
     from anomalib_folder_ext.cli.parser import build_parser
 
     parser = build_parser()
     commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))  # noqa: SLF001
     rows = [f"| `{_cell(_flag(action))}` | {_cell(action.help or '')} | {_cell(_default(action))} |"
-            for action in commands.choices["predict"]._actions  # noqa: SLF001
+            for action in commands.choices[command]._actions  # noqa: SLF001
             if action.option_strings and not isinstance(action, argparse._HelpAction)]  # noqa: SLF001
     return "\n".join(["| flag | meaning | default |", "| --- | --- | --- |", *rows])
 
 
-TABLES: dict[str, Callable[[], str]] = {"flags": flag_table, "writer-options": writer_table}
+TABLES: dict[str, Callable[[], str]] = {"flags": flag_table, "writer-options": writer_table,
+                                        "calibrate-flags": lambda: flag_table("calibrate")}
 _BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(\n<!-- /generated: \2 -->)", re.S)
 
 
