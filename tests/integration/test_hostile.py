@@ -154,7 +154,7 @@ def test_overwrite_in_a_dir_of_other_files_deletes_only_what_the_run_wrote(place
     assert {name: after[name] for name in theirs} == theirs  # every file of the user's, byte for byte
     ours = set(after) - set(theirs)
     assert ours == {"a_anomaly.npy", "a_anomaly.png", "sub/b_anomaly.npy", "sub/b_anomaly.png", "results.csv",
-                    "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
+                    "defective.csv", "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
                     ".journal/finished.json"}
 
 

@@ -86,7 +86,7 @@ def assert_maps_equal_reference(output_dir: Path, maps: dict, post: dict) -> Non
 def test_yaml_run_writes_exactly_the_requested_files(yaml_run):
     workdir, _, output_dir, _ = yaml_run
     assert sorted(p.name for p in workdir.iterdir()) == ["inference_results_batch_01"], "stray files in the cwd"
-    expected = {"results.csv", "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
+    expected = {"results.csv", "defective.csv", "results_summary.txt", "config.yaml", ".journal/owner.json", ".journal/rank0.jsonl",
                 ".journal/finished.json"}
     for stem in ["a_jpg", "a_png", "img2", "img10", "scan", "wafer"]:
         expected |= {f"{stem}_anomaly.npy", f"{stem}_anomaly.png"}
@@ -216,7 +216,7 @@ def model_original_run(checkpoint, yaml_run):
                        "--save_overlay", "True", "--report", "True"], cwd=workdir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]  # the last line names every kind of file the run wrote
-    assert last.endswith("results.csv, results_summary.txt, report.html, report.png, *_overlay.jpg"), last
+    assert last.endswith("results.csv, defective.csv, results_summary.txt, report.html, report.png, *_overlay.jpg"), last
     return workdir.parent / "model_original"
 
 

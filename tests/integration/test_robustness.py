@@ -46,7 +46,7 @@ def test_a_reused_output_dir_is_refused_then_replaced_on_request_and_the_console
     console = first.stdout + first.stderr
     assert not [word for word in NOISE if word in console], console[-3000:]
     last = first.stdout.strip().splitlines()[-1]
-    assert last.startswith("results/: 2 images, 0 above threshold") and last.endswith("results.csv, results_summary.txt")
+    assert last.startswith("results/: 2 images, 0 defect, 2 ok") and last.endswith("results.csv, defective.csv, results_summary.txt")
     assert first.stderr.strip() == ""
 
     (folder / "b.png").unlink()
