@@ -13,7 +13,7 @@ Rows are appended a batch at a time and flushed, so a process killed at any mome
 is written only after its files were renamed into place, and every file is written atomically,
 so a row means its files are complete.
 
-Resume trusts nothing it reads (:func:`reusable_rows`): the settings, the checkpoint's content
+Resume trusts nothing it reads (:func:`~anomalib_folder_ext.outputs.reuse.reusable_rows`): the settings, the checkpoint's content
 among them, must match; a row is reused only when it names exactly the files this run would
 write, those files are in place, and its image still has the recorded stamp.
 Maps from two models, or of two versions of an image, never end up in one ``results.csv``.
@@ -72,7 +72,7 @@ def file_stamp(path: str | Path) -> tuple[int, ...] | None:
     return (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
 
 
-def _row_json(row: ImageResult) -> str:
+def row_json(row: ImageResult) -> str:
     values = {key: (None if isinstance(value, float) and math.isnan(value) else value) for key, value in asdict(row).items()}
     return json.dumps(values, separators=(",", ":"))
 
@@ -128,7 +128,7 @@ class Journal:
         self._handle: IO[str] | None = None
 
     def append(self, rows: Iterable[ImageResult]) -> None:
-        lines = "".join(f"{_row_json(row)}\n" for row in rows)
+        lines = "".join(f"{row_json(row)}\n" for row in rows)
         if not lines:
             return
         if self._handle is None:
@@ -230,63 +230,6 @@ def _json(line: str) -> object:
         return None
 
 
-@dataclass
-class Reuse:
-    """What resume may keep of an earlier run, and what it will not trust (said in one line)."""
-
-    rows: dict[str, ImageResult] = field(default_factory=dict)  # image -> a trusted row (ok or failed)
-    changed: list[str] = field(default_factory=list)  # images replaced since their row was written
-    untrusted: list[str] = field(default_factory=list)  # "image: reason" for rows that are not this run's
-
-    @property
-    def complete(self) -> dict[str, ImageResult]:
-        """The rows that need no redoing: ``ok`` ones (an image that failed is tried again)."""
-        return {name: row for name, row in self.rows.items() if row.status == "ok"}
-
-    def summary_line(self) -> str | None:
-        """One line for the user when earlier rows are not reused; ``None`` when all were."""
-        parts = []
-        if self.changed:
-            parts.append(f"{len(self.changed)} changed since (size or modification time; first: {display_name(self.changed[0])})")
-        if self.untrusted:
-            parts.append(f"{len(self.untrusted)} not written by this tool for this folder (first: {self.untrusted[0]})")
-        if not parts:
-            return None
-        return f"resume: earlier rows not reused: {'; '.join(parts)}; those images are predicted again"
-
-
-def reusable_rows(state: JournalState, directory: OwnedDir, plan: OutputNames, folder: Path) -> Reuse:
-    """The earlier rows this run can keep as they are; see the module doc."""
-    reuse = Reuse(untrusted=list(state.foreign))
-    wanted = set(plan.names)
-    for name, row in state.rows.items():
-        if name not in wanted:
-            continue  # an image no longer in the folder: its row simply is not part of this run
-        problem = _row_problem(row, directory, plan)
-        if problem:
-            reuse.untrusted.append(f"{display_name(name)}: {problem}")
-        elif row.source != file_stamp(folder / name):
-            reuse.changed.append(name)
-        else:
-            reuse.rows[name] = row
-    return reuse
-
-
-def _row_problem(row: ImageResult, directory: OwnedDir, plan: OutputNames) -> str | None:
-    if row.status not in {"ok", "failed"}:
-        return f"status {row.status!r}"
-    if row.source is None and row.status == "ok":
-        return "no record of the input file (a journal of an older version)"
-    expected = plan.files(row.image) if row.status == "ok" else dict.fromkeys(FILE_KINDS, "")
-    for kind in FILE_KINDS:
-        named = getattr(row, kind)
-        if named != expected[kind]:
-            return f"its {kind} names {named!r}, not this run's {expected[kind]!r}"
-        if named and not directory.is_file(named):
-            return f"its {kind} file {named} is missing (or not a plain file)"
-    return None
-
-
 def reset(directory: OwnedDir) -> None:
     """Forget earlier runs (a run without resume starts from nothing): the journal's own files, by name."""
     for name in [*rank_files(directory), f"{JOURNAL_DIR}/{FINISHED_NAME}"]:
@@ -332,19 +275,11 @@ def read_finished(output_dir: OwnedDir | str | Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def finished_run(directory: OwnedDir, settings: Mapping[str, object], plan: OutputNames, folder: Path) -> dict | None:
-    """The finished record when the dir holds a complete run of exactly these images with these
-    settings, every row trusted, every image unchanged; else ``None`` (the folder needs a run)."""
-    record = read_finished(directory)
-    if record is None or record.get("settings") != dict(settings) or record.get("images") != names_digest(plan.names):
-        return None
-    try:
-        rows = parse_results(directory.read_text(CSV_NAME))
-    except (OSError, ValueError):
-        return None
-    if [row.get("image") for row in rows] != [display_name(name) for name in plan.names]:
-        return None
-    reuse = reusable_rows(read_journal(directory), directory, plan, folder)
-    if len(reuse.rows) != len(plan.names) or reuse.untrusted:
-        return None
-    return record
+def rewrite(directory: OwnedDir, settings: Mapping[str, object], rows: Iterable[ImageResult]) -> None:
+    """Every row under one settings line, in rank 0's log (replaced atomically); then the other ranks' logs
+    go. A relabel changes what decides the rows, not which images are done: interrupted between the two,
+    the rows still say the same, and relabelling again makes the settings one."""
+    lines = [json.dumps({"tool": TOOL, "settings": dict(settings)}), *(row_json(row) for row in rows)]
+    directory.write(_rank_file(0), ("\n".join(lines) + "\n").encode())
+    for name in rank_files(directory)[1:]:
+        directory.remove(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.outputs.reuse import Reuse, reusable_rows
 from anomalib_folder_ext.outputs.artifacts import ensure_writable
 from anomalib_folder_ext.console import say
 from anomalib_folder_ext.options import WriterOptions
@@ -65,7 +66,7 @@ class RunDirectory:
                 outputdir.remove_temporaries(self.directory, self.outputs)
         return plan
 
-    def _plan(self, settings: dict, checkpoint_later: bool) -> tuple[RunPlan, journal.Reuse | None]:
+    def _plan(self, settings: dict, checkpoint_later: bool) -> tuple[RunPlan, Reuse | None]:
         """What this run keeps of an earlier one (resume); without resume, nothing."""
         if not (self.options.resume and self.folder is not None):
             return RunPlan(self.outputs, settings), None
@@ -76,7 +77,7 @@ class RunDirectory:
         with existing:
             self.earlier = journal.read_journal(existing)
             self.earlier.check(settings, self.output_dir, skip=("checkpoint",) if checkpoint_later else ())
-            reuse = journal.reusable_rows(self.earlier, existing, self.outputs, self.folder)
+            reuse = reusable_rows(self.earlier, existing, self.outputs, self.folder)
         return RunPlan(self.outputs, settings, reuse.complete), reuse
 
     def join(self) -> None:

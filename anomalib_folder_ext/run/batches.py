@@ -25,6 +25,7 @@ from pathlib import Path
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from anomalib_folder_ext.outputs import journal, outputdir, summary
+from anomalib_folder_ext.outputs.reuse import finished_run
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.outputs.artifacts import default_output_dir, display_name
 from anomalib_folder_ext.console import check_failures, counted, duration
@@ -222,7 +223,7 @@ class BatchRun:
         if directory is None:
             return None
         with directory:
-            return journal.finished_run(directory, self.settings, job.plan, job.datamodule.folder_path)
+            return finished_run(directory, self.settings, job.plan, job.datamodule.folder_path)
 
     def run_folder(self, number: int, job: FolderJob) -> None:
         """Skip the folder if an earlier run finished it, else one ``Trainer.predict``; then its line."""

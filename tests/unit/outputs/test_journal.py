@@ -11,6 +11,7 @@ import time
 import pytest
 
 from anomalib_folder_ext.outputs import journal
+from anomalib_folder_ext.outputs.reuse import finished_run, reusable_rows
 from anomalib_folder_ext.outputs.owned import OwnedDir
 from anomalib_folder_ext.outputs.runplan import OutputNames
 from anomalib_folder_ext.outputs.summary import (
@@ -76,7 +77,7 @@ def test_only_ok_rows_whose_files_exist_count_as_done(tmp_path):
     touch_outputs(out, rows)
     (out / "c_anomaly.png").unlink()
     plan = OutputNames.for_images(["a.png", "b.png", "c.png"])
-    reuse = journal.reusable_rows(journal.read_journal(out), OwnedDir(out), plan, folder)
+    reuse = reusable_rows(journal.read_journal(out), OwnedDir(out), plan, folder)
     assert list(reuse.complete) == ["a.png"]  # b failed (retried), c lost a file
     assert reuse.untrusted == ["c.png: its png file c_anomaly.png is missing (or not a plain file)"]
 
@@ -105,16 +106,16 @@ def test_a_folder_counts_as_finished_only_for_the_same_images_settings_and_files
     log = journal.Journal(directory, rank=0, settings=SETTINGS)
     log.append(rows)
     log.close()
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is None  # no finished record yet
+    assert finished_run(directory, SETTINGS, plan, folder) is None  # no finished record yet
     journal.write_finished(directory, {"settings": SETTINGS, "images": journal.names_digest(names), "loop_s": 1.0})
-    assert journal.finished_run(directory, SETTINGS, plan, folder)["loop_s"] == 1.0
+    assert finished_run(directory, SETTINGS, plan, folder)["loop_s"] == 1.0
     (folder / "c.png").write_bytes(b"new")
-    assert journal.finished_run(directory, SETTINGS, OutputNames.for_images([*names, "c.png"]), folder) is None  # a new image
-    assert journal.finished_run(directory, {**SETTINGS, "precision": "bf16-mixed"}, plan, folder) is None
+    assert finished_run(directory, SETTINGS, OutputNames.for_images([*names, "c.png"]), folder) is None  # a new image
+    assert finished_run(directory, {**SETTINGS, "precision": "bf16-mixed"}, plan, folder) is None
     (out / "b_anomaly.npy").rename(out / "kept.npy")
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is None  # a file went missing: not done
+    assert finished_run(directory, SETTINGS, plan, folder) is None  # a file went missing: not done
     (out / "kept.npy").rename(out / "b_anomaly.npy")
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None
+    assert finished_run(directory, SETTINGS, plan, folder) is not None
     # Replaced by another file of the same size with its time kept: as rsync -t does (a new file renamed over
     # it: another inode) and as cp -p does (written in place: another change time, which moves in clock ticks).
     size, mtime_ns = rows[0].source[:2]
@@ -122,15 +123,15 @@ def test_a_folder_counts_as_finished_only_for_the_same_images_settings_and_files
     os.utime(folder / "b.tmp", ns=(mtime_ns, rows[1].source[1]))
     (folder / "b.tmp").replace(folder / "b.png")
     assert journal.file_stamp(folder / "b.png")[:2] == rows[1].source[:2]
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
+    assert finished_run(directory, SETTINGS, plan, folder) is None
     rows[1] = ImageResult(**{**rows[1].__dict__, "source": journal.file_stamp(folder / "b.png")})
     journal.Journal(directory, rank=0, settings=SETTINGS).append([rows[1]])
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is not None  # b.png's new row
+    assert finished_run(directory, SETTINGS, plan, folder) is not None  # b.png's new row
     time.sleep(0.05)
     (folder / "a.png").write_bytes(b"x" * size)
     os.utime(folder / "a.png", ns=(mtime_ns, mtime_ns))
     assert journal.file_stamp(folder / "a.png")[:2] == (size, mtime_ns)
-    assert journal.finished_run(directory, SETTINGS, plan, folder) is None
+    assert finished_run(directory, SETTINGS, plan, folder) is None
     journal.mark_unfinished(directory)
     assert journal.read_finished(directory) is None
 

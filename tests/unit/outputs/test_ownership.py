@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from anomalib_folder_ext.outputs import journal, outputdir
+from anomalib_folder_ext.outputs.reuse import reusable_rows
 from anomalib_folder_ext.tools import split
 from anomalib_folder_ext.outputs.outputroot import check_output_root
 from anomalib_folder_ext.models.checkpoint import content_digest
@@ -238,7 +239,7 @@ def test_resume_reuses_only_rows_it_can_verify(tmp_path):
     with (out / ".journal" / "rank0.jsonl").open("a") as handle:
         handle.write(json.dumps({"image": "e.png", "status": "ok", "npy": "e_anomaly.npy", "score": "11.7"}) + "\n")
     (folder / "d.png").write_bytes(b"another picture under the same name")
-    reuse = journal.reusable_rows(journal.read_journal(directory), directory, plan, folder)
+    reuse = reusable_rows(journal.read_journal(directory), directory, plan, folder)
     assert list(reuse.complete) == ["a.png", "e.png"] and reuse.changed == ["d.png"]
     assert reuse.complete["e.png"].score == 1.0  # the planted line with its made-up score is set aside
     assert [item.split(":")[0] for item in reuse.untrusted] == [".journal/rank0.jsonl", "b.png", "c.png"]
