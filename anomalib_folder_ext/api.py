@@ -114,6 +114,17 @@ def calibrate(model_path: str | Path, good_folder: str | Path, out: str | Path =
         return run_calibration(request, CALIBRATE_FUNCTION)
 
 
+def relabel(path: str | Path, *, calibration: str | Path | None = None, threshold: float | None = None,
+            pixel_threshold: float | None = None, uncertain_below: float | None = None, verbose: bool = False):  # noqa: ANN201
+    """Decide the finished output dir ``path`` (or every folder of the output root ``path``) again by new thresholds,
+    without the model (``anomalib-folder relabel``): a threshold not given returns to the model's own. Returns what
+    the dir now holds: a :class:`~anomalib_folder_ext.outputs.result.FolderResult` (or a ``BatchesResult``)."""
+    from anomalib_folder_ext.run.relabel import relabel as relabel_on_disk
+
+    with _front_door(PREDICT_FOLDER, verbose):
+        return relabel_on_disk(path, calibration, threshold, pixel_threshold, uncertain_below, announce=False)
+
+
 def _override_files(paths: Sequence[str | Path], only: Sequence[str] | None) -> list[str]:
     if only:
         raise InputError("only picks batch folders under a root; with override files, list the ones to run",

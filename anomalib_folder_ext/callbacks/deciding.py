@@ -8,32 +8,17 @@ post-processor (anomalib's validation). The rule they drive is :mod:`anomalib_fo
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 
 from anomalib_folder_ext.callbacks.runinfo import backend_of
-from anomalib_folder_ext.decision.calibration import Calibration, ModelRun, parse_calibration
+from anomalib_folder_ext.decision.calibration import Calibration, ModelRun, given_thresholds, thresholds_in_force
 from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.errors import CalibrationError
 from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.outputs.runplan import run_settings
 
 CHECKPOINT = "checkpoint"
-
-
-def read_calibration(path: str | None) -> Calibration | None:
-    """The calibration file ``path`` (``None``: no calibration); one line naming the file when it cannot be used."""
-    if not path:
-        return None
-    file = Path(path).expanduser()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration {path}: no such file; make one with anomalib-folder calibrate") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"calibration {path}: cannot be read ({exc.__class__.__name__}: {exc})") from None
-    return parse_calibration(text, str(path))
 
 
 def check_calibration(calibration: Calibration | None, run: ModelRun) -> None:
@@ -56,39 +41,13 @@ def model_thresholds(pl_module: LightningModule) -> tuple[float | None, float | 
     return found[0], found[1]
 
 
-def given_thresholds(options: WriterOptions, calibration: Calibration | None) -> dict:
-    """The thresholds this run is given (by option or calibration), in raw units: resume compares them.
-    Empty when the model's own decide (its identity already covers them)."""
-    values = {"image": options.threshold, "pixel": options.pixel_threshold, "uncertain_below": options.uncertain_below}
-    if calibration is not None:
-        values = {"image": options.threshold if options.threshold is not None else calibration.image_threshold,
-                  "pixel": options.pixel_threshold if options.pixel_threshold is not None else calibration.pixel_threshold,
-                  "uncertain_below": (options.uncertain_below if options.uncertain_below is not None or options.threshold
-                                      is not None else calibration.uncertain_below)}
-    return {key: value for key, value in values.items() if value is not None}
-
-
 def run_thresholds(options: WriterOptions, calibration: Calibration | None, pl_module: LightningModule) -> Thresholds:
     """The thresholds in force, each with where it came from."""
-    model_image, model_pixel = model_thresholds(pl_module)
-    given = given_thresholds(options, calibration)
-    from_file = f"calibration {calibration.path}" if calibration is not None else ""
+    return thresholds_in_force(given(options, calibration), *model_thresholds(pl_module))
 
-    def source(name: str, option: str, calibrated: float | None) -> str:
-        if getattr(options, option) is not None:
-            return f"{option} option"
-        return from_file if calibrated is not None else CHECKPOINT
 
-    image = given.get("image", model_image)
-    pixel = given.get("pixel", model_pixel)
-    try:
-        return Thresholds(
-            image=image, pixel=pixel, uncertain_below=given.get("uncertain_below"),
-            image_source=source("image", "threshold", calibration and calibration.image_threshold),
-            pixel_source=source("pixel", "pixel_threshold", calibration and calibration.pixel_threshold),
-        )
-    except ValueError as exc:
-        raise CalibrationError(str(exc), option="uncertain_below") from None
+def given(options: WriterOptions, calibration: Calibration | None) -> dict[str, tuple[float, str]]:
+    return given_thresholds(calibration, options.threshold, options.pixel_threshold, options.uncertain_below)
 
 
 def decided_settings(options: WriterOptions, calibration: Calibration | None, checkpoint: str | None, trainer: Trainer,
@@ -96,7 +55,33 @@ def decided_settings(options: WriterOptions, calibration: Calibration | None, ch
     """The run's settings (:func:`~anomalib_folder_ext.outputs.runplan.run_settings`) with the thresholds it is
     given, once the calibration is checked against the model as it runs (known once its checkpoint is)."""
     backend = backend_of(pl_module)
-    settings = run_settings(options, checkpoint, trainer.precision, backend, given_thresholds(options, calibration))
+    numbers = {name: value for name, (value, _) in given(options, calibration).items()}
+    settings = run_settings(options, checkpoint, trainer.precision, backend, numbers)
     if calibration is not None and settings["checkpoint"]:
         check_calibration(calibration, ModelRun.from_settings(settings, trainer.datamodule.resolve_image_size()))
     return settings
+
+
+def decision_record(pl_module: LightningModule, options: WriterOptions, thresholds: Thresholds) -> dict:
+    """What relabelling the run without the model needs, kept in its finished record: the thresholds in force,
+    the model's own (to return to), its image scores' range (``pred_score``) and how the written NPY maps
+    relate to the raw map (masks at another pixel threshold are made from them)."""
+    post_processor = getattr(pl_module, "post_processor", None)
+
+    def number(name: str) -> float | None:
+        value = getattr(post_processor, name, None)
+        value = float(value) if value is not None else math.nan
+        return value if math.isfinite(value) else None
+
+    model_image, model_pixel = model_thresholds(pl_module)
+    scale: dict = {"normalization": options.normalization.value, "map_size": options.map_size.value}
+    if options.normalization.value == "fixed":
+        scale |= {"low": options.vmin, "high": options.vmax}
+    elif options.normalization.value == "model":
+        threshold = thresholds.pixel if thresholds.pixel_source != CHECKPOINT else model_pixel
+        low, high = number("pixel_min"), number("pixel_max")
+        if None not in (threshold, low, high):  # the written map is clip((raw - threshold) / (high - low) + 0.5)
+            scale |= {"low": threshold - (high - low) / 2, "high": threshold + (high - low) / 2}
+    normalizes = getattr(post_processor, "enable_normalization", False)
+    return {"thresholds": thresholds.record(), "model_thresholds": {"image": model_image, "pixel": model_pixel},
+            "image_range": [number("image_min"), number("image_max")] if normalizes else None, "map_scale": scale}

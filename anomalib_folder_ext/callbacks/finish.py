@@ -9,6 +9,7 @@ from lightning.pytorch import Trainer
 
 from anomalib_folder_ext.outputs import artifacts, journal, summary
 from anomalib_folder_ext.console import check_failures, count, images_per_s, say, shown_dir
+from anomalib_folder_ext.callbacks.deciding import decision_record
 from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.errors import NoImagePredicted
 from anomalib_folder_ext.options import Normalization, WriterOptions
@@ -75,7 +76,12 @@ class FolderFinish:
             "startup_s": reports[0].startup_s,
             "precision": str(trainer.precision),
             "image_size": list(trainer.datamodule.resolve_image_size()),  # what a calibration records
-            "thresholds": self.thresholds.record(),  # the decision in force, and where each threshold came from
+            **decision_record(trainer.lightning_module, self.options, self.thresholds),  # what a relabel needs
+            "parameters": {key: str(value) for key, value in parameters.items()},
+            "folder": str(trainer.datamodule.folder_path),
+            "report": {"top_k": self.options.report_top_k, "colormap": self.options.colormap,
+                       "alpha": self.options.overlay_alpha} if self.options.report else None,
+            "top_count": self.options.top_count,
             "ranks": [report.record() for report in reports],
         })
         result = FolderResult(self.directory.path, tuple(rows), predicted, round(loop_s, 3), reports[0].startup_s)

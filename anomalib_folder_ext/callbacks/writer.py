@@ -14,7 +14,7 @@ from typing import Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_folder_ext.callbacks.deciding import decided_settings, read_calibration
+from anomalib_folder_ext.callbacks.deciding import decided_settings
 from anomalib_folder_ext.callbacks.finish import FolderFinish
 from anomalib_folder_ext.callbacks.mapwriter import MapWriter
 from anomalib_folder_ext.callbacks.progress import ProgressLines
@@ -24,7 +24,7 @@ from anomalib_folder_ext.callbacks.stopping import stopping_error
 from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, shown_dir
 from anomalib_folder_ext.data.batch import FolderImageBatch
 from anomalib_folder_ext.data.datamodule import FolderDataModule
-from anomalib_folder_ext.decision.calibration import Calibration
+from anomalib_folder_ext.decision.calibration import Calibration, read_calibration
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.distributed.ranks import agreed_on_every_rank
 from anomalib_folder_ext.errors import NoImagePredicted, Terms, option_hint

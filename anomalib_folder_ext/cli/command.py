@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_torch_logs()
     terms = {"batches": BATCHES_COMMAND, "calibrate": CALIBRATE_COMMAND}.get(options.command, PREDICT_COMMAND)  # flags
     install_excepthook(terms)  # this command's edge, for what escapes below (Ctrl-C while importing)
-    if options.command in {"demo", "split", "export"} and passthrough:
+    if options.command in {"demo", "split", "export", "relabel"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":
         return run_demo(options)
@@ -125,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(options)
         if options.command == "calibrate":
             return _calibrate(options, passthrough, terms)
+        if options.command == "relabel":
+            from anomalib_folder_ext.run.relabel import relabel
+
+            relabel(options.path, options.calibration, options.threshold, options.pixel_threshold, options.uncertain_below)
+            return 0
         return _predict(options, spec, passthrough, terms)
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         print(f"anomalib-folder: error: {_message(exc, terms)}", file=sys.stderr)

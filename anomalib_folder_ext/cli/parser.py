@@ -220,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_calibrate(commands)
 
+    relabel = commands.add_parser(
+        "relabel",
+        help="decide a finished output dir (or every folder of an output root) again by new thresholds, without the model",
+        description=("Rewrites the decisions, masks, results.csv, defective.csv, the summaries, the report and the "
+                     "combined files from what the run left on disk, in seconds; the dir stays resumable under the "
+                     "new thresholds. A threshold not given returns to the model's own."),
+    )
+    relabel.add_argument("path", type=Path, metavar="OUTPUT_DIR|OUTPUT_ROOT", help="an output dir, or an output root "
+                         "of batch folders (it holds all_batches.json)")
+    relabel.add_argument("--calibration", metavar="JSON", help="a calibration.json of the same model (anomalib-folder calibrate)")
+    relabel.add_argument("--threshold", type=_finite, help="the image threshold, raw score units")
+    relabel.add_argument("--pixel_threshold", type=_finite, help="the pixel threshold, raw map units (new masks "
+                         "need the run's NPY maps)")
+    relabel.add_argument("--uncertain_below", type=_finite, help="scores from this up to the image threshold: uncertain")
+
     export = commands.add_parser(
         "export",
         help="export a checkpoint for fast CPU inference (OpenVINO IR or ONNX), checked against the checkpoint",

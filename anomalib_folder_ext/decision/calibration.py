@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.errors import CalibrationError
@@ -147,3 +148,55 @@ def parse_calibration(text: str, path: str = "") -> Calibration:
     except (TypeError, ValueError) as exc:
         raise CalibrationError(f"{where}: {exc}") from None
     return calibration
+
+
+def read_calibration(path: str | None) -> Calibration | None:
+    """The calibration file ``path`` (``None``: no calibration); one line naming the file when it cannot be used."""
+    if not path:
+        return None
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CalibrationError(f"calibration {path}: no such file; make one with anomalib-folder calibrate") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"calibration {path}: cannot be read ({exc.__class__.__name__}: {exc})") from None
+    return parse_calibration(text, str(path))
+
+
+def given_thresholds(calibration: Calibration | None, threshold: float | None = None, pixel_threshold: float | None = None,
+                     uncertain_below: float | None = None) -> dict[str, tuple[float, str]]:
+    """The thresholds an option or the calibration sets, each with where it came from (the option first; a
+    band comes with the image threshold it belongs to). Resume compares their numbers.
+
+    Example:
+        >>> run = ModelRun("sha256:1", "torch", "32-true", (256, 256))
+        >>> given_thresholds(Calibration(0.4, 0.3, run, 0.01, uncertain_below=0.35, path="c.json"), threshold=0.5)
+        {'image': (0.5, 'threshold option'), 'pixel': (0.3, 'calibration c.json')}
+    """
+    from_file = f"calibration {calibration.path}" if calibration is not None else ""
+    calibrated = ((calibration.image_threshold, calibration.pixel_threshold,
+                   calibration.uncertain_below if threshold is None else None) if calibration is not None
+                  else (None, None, None))
+    found = {}
+    for name, option, value, fitted in zip(("image", "pixel", "uncertain_below"),
+                                           ("threshold", "pixel_threshold", "uncertain_below"),
+                                           (threshold, pixel_threshold, uncertain_below), calibrated, strict=True):
+        if value is not None:
+            found[name] = (float(value), f"{option} option")
+        elif fitted is not None:
+            found[name] = (fitted, from_file)
+    return found
+
+
+def thresholds_in_force(given: dict[str, tuple[float, str]], model_image: float | None,
+                        model_pixel: float | None) -> Thresholds:
+    """The thresholds that decide: each the given one, else the model's own (its checkpoint's)."""
+    image, image_source = given.get("image", (model_image, "checkpoint"))
+    pixel, pixel_source = given.get("pixel", (model_pixel, "checkpoint"))
+    try:
+        return Thresholds(image=image, pixel=pixel, uncertain_below=given.get("uncertain_below", (None, ""))[0],
+                          image_source=image_source, pixel_source=pixel_source)
+    except ValueError as exc:
+        raise CalibrationError(str(exc), option="uncertain_below") from None
+

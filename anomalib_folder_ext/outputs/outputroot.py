@@ -142,11 +142,22 @@ class OutputRoot:
                                                record.get("predicted", 0), record.get("loop_s", 0.0)))
         return reports
 
+    def thresholds_in_force(self, reports: Sequence[summary.BatchReport]) -> dict[str, str]:
+        """The thresholds that decided the folders, as their finished records say: once when all share them."""
+        from anomalib_folder_ext.decision.rule import Thresholds
+
+        found = {json.dumps((journal.read_finished(self.path / report.output_dir) or {}).get("thresholds"), sort_keys=True)
+                 for report in reports}
+        if len(found) != 1 or found == {"null"}:
+            return {"thresholds": "per folder: see each folder's results_summary.txt"} if len(found) > 1 else {}
+        return Thresholds(**json.loads(found.pop())).parameters()
+
     def write_combined(self, reports: Sequence[summary.BatchReport], parameters: dict[str, object]) -> str:
         """``all_batches.csv``, ``all_batches_summary.txt``, the record, and ``index.html`` when a folder has
         a report; what the last line says of them."""
         from anomalib_folder_ext.outputs.report import REPORT_HTML, index_html
 
+        parameters = {**parameters, **self.thresholds_in_force(reports)}
         self.directory.write(summary.ALL_CSV_NAME, summary.combined_csv_text(reports).encode())
         self.directory.write(summary.ALL_SUMMARY_NAME, summary.combined_summary_text(parameters, reports).encode())
         self.write_record()

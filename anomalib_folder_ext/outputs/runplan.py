@@ -102,9 +102,16 @@ def run_settings(options: WriterOptions, checkpoint: str | Path | None, precisio
         "npy": options.save_as_npy,
         "png": options.colormap if options.save_as_image else False,
         "overlay": f"{options.overlay_format.value} {options.overlay_alpha:g}" if options.save_overlay else False,
-        "normalization": options.normalization_text(),
+        "normalization": _normalization(options, thresholds or {}),
         "map_size": options.map_size.value,
     }
+
+
+def _normalization(options: WriterOptions, thresholds: dict) -> str:
+    """The maps' scale: ``model`` draws 0.5 at the pixel threshold in force, so a given one is part of it (a
+    relabel changes the thresholds, never the maps: a resume under another pixel threshold would mix scales)."""
+    text = options.normalization_text()
+    return f"{text} at pixel_threshold {thresholds['pixel']!r}" if text == "model" and "pixel" in thresholds else text
 
 
 @dataclass

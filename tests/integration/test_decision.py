@@ -187,3 +187,80 @@ def test_calibrate_from_python_returns_the_calibration_and_raises_in_python_term
     assert math.isclose(made.good["fpr_upper"], written["good"]["fpr_upper"])
     with pytest.raises(CalibrationError, match="it takes at least 99"):
         calibrate(checkpoint, root / "line", root / "few.json")
+
+
+def decision_columns(output_dir: Path) -> list[tuple]:
+    with (output_dir / "results.csv").open() as handle:
+        return [(row["image"], row["decision"], row["pred_label"], row["pred_score"]) for row in csv.DictReader(handle)]
+
+
+def test_relabel_decides_image_for_image_as_a_run_with_those_thresholds_and_the_dir_stays_resumable(calibrated, checkpoint):
+    root, _ = calibrated
+    base = ["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", "line", "--save_mask", "True"]
+    assert run_here([*base, "--output_dir", "relabelled", "--threshold", "0.05"], cwd=root).returncode == 0
+    scores = sorted(row["score"] for row in journal_rows(root / "relabelled").values())
+    image, pixel = (scores[2] + scores[3]) / 2, scores[1]  # between two parts; a pixel threshold that paints some
+    new = ["--threshold", repr(image), "--pixel_threshold", repr(pixel), "--uncertain_below", repr(scores[1])]
+    assert run_here([*base, "--output_dir", "reference", *new], cwd=root).returncode == 0
+    relabelled = run_here(["anomalib-folder", "relabel", "relabelled", *new], cwd=root)
+    assert relabelled.returncode == 0, relabelled.stderr[-3000:]
+    assert relabelled.stdout.strip().startswith("relabelled/: 6 images relabelled in ")
+    assert decision_columns(root / "relabelled") == decision_columns(root / "reference")
+    assert (root / "relabelled" / "defective.csv").read_text() == (root / "reference" / "defective.csv").read_text()
+    mine, theirs = journal_rows(root / "relabelled"), journal_rows(root / "reference")
+    for name, row in theirs.items():
+        raw = row["raw_min"] + np.load(root / "reference" / row["npy"]).astype(np.float64) * (row["score"] - row["raw_min"])
+        near = np.abs(raw - pixel) <= 1e-5 * max(1.0, abs(row["score"]))
+        masks = [np.array(Image.open(root / out / row["mask"])) for out in ("relabelled", "reference")]
+        assert np.array_equal(masks[0][~near], masks[1][~near]), name  # the NPY's float32 against the exact map
+        assert abs(mine[name]["defect_area"] - row["defect_area"]) <= int(near.sum()), name
+    summary = (root / "relabelled" / "results_summary.txt").read_text()
+    assert f"image threshold   : {image:.6g} (threshold option)" in summary and "relabelled        : " in summary
+    resumed = run_here([*base, "--output_dir", "relabelled", *new, "--resume", "True"], cwd=root)
+    assert resumed.returncode == 0 and "6 from the earlier run" in resumed.stdout, resumed.stderr[-3000:]
+    assert decision_columns(root / "relabelled") == decision_columns(root / "reference")
+    back = run_here(["anomalib-folder", "relabel", "relabelled"], cwd=root)  # no threshold: the checkpoint's own
+    assert back.returncode == 0 and "from the checkpoint)" in back.stdout, back.stderr
+
+
+def test_relabel_refuses_what_it_cannot_do_in_one_line_and_changes_nothing(calibrated, checkpoint):
+    root, _ = calibrated
+    result = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", "line",
+                       "--output_dir", "no_npy", "--save_as_npy", "False"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = (root / "no_npy" / "results.csv").read_bytes()
+    other = json.loads((root / "calibration.json").read_text())
+    other["model"]["identity"] = "f" * 64
+    (root / "other_model.json").write_text(json.dumps(other))
+    (root / "empty").mkdir()
+    for args, words in ((["no_npy", "--pixel_threshold", "0.01"], "no_npy: a new pixel threshold needs the raw maps"),
+                        (["no_npy", "--calibration", "other_model.json"], "made for another model (ffffffffffff"),
+                        (["empty"], "empty: not a finished run of this tool")):
+        refused = run_here(["anomalib-folder", "relabel", *args], cwd=root)
+        assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0, refused.stderr
+        assert words in refused.stderr, refused.stderr
+    assert (root / "no_npy" / "results.csv").read_bytes() == before
+    done = run_here(["anomalib-folder", "relabel", "no_npy", "--threshold", "1000"], cwd=root)  # decisions need no maps
+    assert done.returncode == 0 and "0 defect, 6 ok" in done.stdout, done.stderr
+
+
+def test_relabel_of_an_output_root_decides_every_folder_and_makes_the_combined_files_again(calibrated, checkpoint):
+    from anomalib_folder_ext import relabel
+
+    root, _ = calibrated
+    for name in ("batch_01", "batch_02"):
+        write_images(root / "batches" / name, {f"{name}_{index}.png": ((96, 96), "PNG") for index in range(2)},
+                     seed=int(name[-1]))
+    ran = run_here(["anomalib-folder", "batches", "batches", "--model_path", str(checkpoint), "--output_root", "root"],
+                   cwd=root)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    scores = sorted(row["score"] for folder in ("batch_01", "batch_02")
+                    for row in journal_rows(root / "root" / f"inference_results_{folder}").values())
+    middle = (scores[1] + scores[2]) / 2
+    result = relabel(root / "root", threshold=middle)  # from Python, as the command does
+    assert sorted(result.folders) == ["batch_01", "batch_02"]
+    assert sum(len(folder.defective) for folder in result.folders.values()) == 2
+    with (root / "root" / "all_batches.csv").open() as handle:
+        combined = list(csv.DictReader(handle))
+    assert sorted(row["decision"] for row in combined) == ["defect", "defect", "ok", "ok"]
+    assert f"image threshold : {middle:.6g} (threshold option)" in (root / "root" / "all_batches_summary.txt").read_text()
