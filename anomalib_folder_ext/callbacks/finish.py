@@ -65,8 +65,8 @@ class FolderFinish:
         if self.options.report:
             from anomalib_folder_ext.outputs.report import write_report
 
-            write_report(self.directory, trainer.datamodule.folder_path, rows, parameters,
-                         self.options.report_top_k, self.options.colormap, self.options.overlay_alpha)
+            write_report(self.directory, trainer.datamodule.folder_path, rows, parameters, self.options.report_top_k,
+                         self.options.colormap, self.options.overlay_alpha, self.thresholds)
         journal.write_finished(self.directory, {
             "settings": self.plan.settings,
             "images": journal.names_digest(self.plan.names),

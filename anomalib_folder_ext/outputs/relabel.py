@@ -146,7 +146,8 @@ def _write(directory: OwnedDir, record: dict, settings: dict, rows: list[ImageRe
     if report:
         from anomalib_folder_ext.outputs.report import write_report
 
-        write_report(directory, record["folder"], rows, parameters, report["top_k"], report["colormap"], report["alpha"])
+        write_report(directory, record["folder"], rows, parameters, report["top_k"], report["colormap"], report["alpha"],
+                     thresholds)
     journal.write_finished(directory, {**record, "settings": settings, "thresholds": thresholds.record(),
                                        "parameters": parameters, "run_parameters": ran})
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from anomalib_folder_ext.decision.rule import Thresholds
 from anomalib_folder_ext.outputs import artifacts
 from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.images.decode import decode_rgb
@@ -112,29 +113,12 @@ def _data_uri(image: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def svg_histogram(counts: np.ndarray, edges: np.ndarray, width: int = 560, height: int = 160) -> str:
-    """The score histogram as inline SVG (no script, no network)."""
-    if counts.size == 0:
-        return "<p>No scores: no image was processed.</p>"
-    top = max(int(counts.max()), 1)
-    bar = width / counts.size
-    bars = "".join(
-        f'<rect x="{i * bar + 1:.1f}" y="{height - 20 - (height - 30) * c / top:.1f}" width="{bar - 2:.1f}" '
-        f'height="{(height - 30) * c / top:.1f}" fill="#3b6fb6"><title>{c} images, score {edges[i]:.4g} to '
-        f"{edges[i + 1]:.4g}</title></rect>"
-        for i, c in enumerate(counts.tolist())
-    )
-    labels = (
-        f'<text x="0" y="{height - 4}" font-size="11">{edges[0]:.4g}</text>'
-        f'<text x="{width}" y="{height - 4}" font-size="11" text-anchor="end">{edges[-1]:.4g}</text>'
-        f'<text x="{width / 2}" y="{height - 4}" font-size="11" text-anchor="middle">score (max of the raw map)</text>'
-    )
-    return f'<svg width="{width}" height="{height}" role="img" aria-label="score histogram">{bars}{labels}</svg>'
-
-
 def html_text(
-    title: str, parameters: Mapping[str, object], rows: Sequence[ImageResult], items: Sequence[ReportItem]
+    title: str, parameters: Mapping[str, object], rows: Sequence[ImageResult], items: Sequence[ReportItem],
+    thresholds: Thresholds | None = None, output_dir: str = ".", lut: np.ndarray | None = None,
 ) -> str:
+    from anomalib_folder_ext.outputs.review import legend, review_section
+
     stats = score_statistics(rows)
     counts, edges = score_histogram(rows)
     escape = html.escape
@@ -164,13 +148,16 @@ table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 2px 
 .cards {{ display: flex; flex-wrap: wrap; gap: 16px; }}
 .card {{ border: 1px solid #ccc; border-radius: 6px; padding: 8px; width: {2 * THUMBNAIL + 12}px; }}
 .pics {{ display: flex; gap: 4px; }} .pics img {{ width: {THUMBNAIL}px; height: auto; }}
+tr.defect td {{ color: #b00000; }} code {{ background: #f2f2f2; padding: 1px 4px; }}
+.legend .ticks {{ display: flex; justify-content: space-between; width: 560px; font-size: 11px; }}
 </style></head>
 <body>
 <h1>{escape(title)}</h1>
 <p><b>{stats['images']}</b> images: <b>{stats['ok']}</b> ok, <b>{stats['failed']}</b> failed{decided}.</p>
-<h2>Scores</h2>
-{svg_histogram(counts, edges)}
+<h2>Scores and the threshold</h2>
+{review_section(rows, thresholds, output_dir, counts, edges)}
 <h2>Most anomalous images (top {len(items)} by score)</h2>
+{legend(lut, str(parameters.get("normalization", ""))) if lut is not None else ""}
 <div class="cards">{''.join(cards)}</div>
 {f'<h2>Failed images ({len(failed)})</h2><ul>{failed_html}</ul>' if failed else ''}
 <h2>Run</h2><table>{facts}</table>
@@ -186,7 +173,8 @@ window.addEventListener("load", () => {{
 """
 
 
-def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[ReportItem], columns: int = 4) -> np.ndarray:
+def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[ReportItem], columns: int = 4,
+                  thresholds: Thresholds | None = None) -> np.ndarray:
     """The top images (input | map over it, with rank and score) and the score histogram, as one RGB image."""
     cell_w, cell_h, pad = 2 * THUMBNAIL + 4, THUMBNAIL + 34, 12
     grid_rows = max(1, -(-len(items) // columns))
@@ -217,6 +205,11 @@ def contact_sheet(title: str, rows: Sequence[ImageResult], items: Sequence[Repor
         draw.text((pad, base + 6), f"{edges[0]:.4g}", fill="black")
         draw.text((width - pad - 60, base + 6), f"{edges[-1]:.4g}", fill="black")
         draw.text((width // 2 - 80, base + 6), "score histogram (max of the raw map)", fill="black")
+        if thresholds is not None and thresholds.decides and edges[-1] > edges[0]:
+            share = min(max((thresholds.image - edges[0]) / (edges[-1] - edges[0]), 0.0), 1.0)
+            x = pad + share * (width - 2 * pad)
+            draw.line([x, base - hist_h + 10, x, base], fill=(200, 0, 0), width=2)
+            draw.text((x + 4, base - hist_h + 10), f"image threshold {thresholds.image:.4g}", fill=(200, 0, 0))
     draw.line([pad, base, width - pad, base], fill="black")
     return np.asarray(sheet)
 
@@ -229,13 +222,16 @@ def write_report(
     top_k: int = 12,
     colormap: str = "jet",
     alpha: float = 0.5,
+    thresholds: Thresholds | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.png`` into ``output_dir``; their paths."""
     folder = Path(folder)
     title = f"Anomaly report: {folder.resolve().name}"
-    items = report_items(rows, output_dir.real, folder, top_k, artifacts.colormap_lut(colormap), alpha)
-    output_dir.write(REPORT_HTML, html_text(title, parameters, rows, items).encode())
-    output_dir.write(REPORT_PNG, artifacts.encode_overlay(contact_sheet(title, rows, items), "png"))
+    lut = artifacts.colormap_lut(colormap)
+    items = report_items(rows, output_dir.real, folder, top_k, lut, alpha)
+    page = html_text(title, parameters, rows, items, thresholds, output_dir.path.as_posix(), lut)
+    output_dir.write(REPORT_HTML, page.encode())
+    output_dir.write(REPORT_PNG, artifacts.encode_overlay(contact_sheet(title, rows, items, thresholds=thresholds), "png"))
     return output_dir.path / REPORT_HTML, output_dir.path / REPORT_PNG
 
 

@@ -264,3 +264,44 @@ def test_relabel_of_an_output_root_decides_every_folder_and_makes_the_combined_f
         combined = list(csv.DictReader(handle))
     assert sorted(row["decision"] for row in combined) == ["defect", "defect", "ok", "ok"]
     assert f"image threshold : {middle:.6g} (threshold option)" in (root / "root" / "all_batches_summary.txt").read_text()
+
+
+def test_the_reports_slider_counts_what_relabel_decides_at_its_threshold_in_a_real_browser(calibrated, checkpoint,
+                                                                                           tmp_path):
+    """report.html from file:// in headless Chromium: the page opens at the threshold in force, and a threshold
+    set as the slider sets it (the address's #threshold=) shows the counts relabel writes for that threshold."""
+    import re
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian package chromium; .ci/run installs it)")
+    root, _ = calibrated
+    result = run_here(["anomalib-folder", "predict", "--model_path", str(checkpoint), "--folder_path", "line",
+                       "--output_dir", "reviewed", "--calibration", "calibration.json", "--report", "True"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=3000", "--dump-dom"]
+
+    def page_counts(fragment: str) -> tuple[float, int, int]:
+        url = (root / "reviewed" / "report.html").as_uri() + fragment
+        dom = subprocess.run([*flags, url], capture_output=True, text=True, timeout=120, check=False).stdout
+        found = re.search(r'<div id="review" data-threshold="([^"]+)" data-defect="(\d+)" data-ok="(\d+)"', dom)
+        assert found, dom[-2000:]
+        return float(found.group(1)), int(found.group(2)), int(found.group(3))
+
+    in_force = json.loads((root / "calibration.json").read_text())["image_threshold"]
+    decided = [row["decision"] for row in journal_rows(root / "reviewed").values()]
+    assert page_counts("") == (in_force, decided.count("defect"), 6 - decided.count("defect"))
+    scores = sorted(row["score"] for row in journal_rows(root / "reviewed").values())
+    for threshold in (scores[0] / 2, (scores[1] + scores[2]) / 2, scores[4], scores[-1] * 2):
+        copy = tmp_path / f"relabelled_{threshold!r}"
+        shutil.copytree(root / "reviewed", copy)
+        assert run_here(["anomalib-folder", "relabel", str(copy), "--threshold", repr(threshold)], cwd=root).returncode == 0
+        relabelled = [row["decision"] for row in journal_rows(copy).values()]
+        expected = (threshold, relabelled.count("defect"), relabelled.count("ok"))
+        assert page_counts(f"#threshold={threshold!r}") == expected, threshold
+        relabelled_page = (copy / "report.html").read_text()  # the relabelled report opens at its new threshold
+        assert f'"threshold": {threshold!r}' in relabelled_page
