@@ -34,6 +34,7 @@
     const command = `anomalib-folder relabel ${data.output_dir} --threshold ${threshold}`;
     text("snippet-flag", `--threshold ${threshold}`);
     text("snippet-relabel", command);
+    text("snippet-config", `threshold: ${threshold}`);
     if (line && data.max > data.min) {
       const x = Math.min(Math.max((threshold - data.min) / (data.max - data.min), 0), 1) * data.width;
       line.setAttribute("x1", x.toFixed(1));

@@ -97,7 +97,8 @@ def review_section(rows: Sequence[ImageResult], thresholds: Thresholds | None, o
 <p class="counts">At <b id="t-value"></b> (raw score): <b id="n-defect"></b> defect, <b id="n-ok"></b> ok.
 In force when the run was decided: {escape(in_force)}.</p>
 <p>Copy: <code id="snippet-flag"></code> <button type="button" data-copy="snippet-flag">copy</button>
-<code id="snippet-relabel"></code> <button type="button" data-copy="snippet-relabel">copy</button></p>
+<code id="snippet-relabel"></code> <button type="button" data-copy="snippet-relabel">copy</button>
+<code id="snippet-config"></code> <button type="button" data-copy="snippet-config">copy</button> (the writer's key in a config)</p>
 <table><thead><tr><th>nearest the threshold</th><th>score</th><th>at the slider</th></tr></thead>
 <tbody id="nearest-rows"></tbody></table>
 </div>
