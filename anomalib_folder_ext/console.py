@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,6 +124,7 @@ def at_anomalib_cli_edge() -> None:
         from anomalib_folder_ext.cli.edge import install_excepthook
 
         install_excepthook(ANOMALIB_PREDICT)
+        catch_ctrl_c()
 
 
 def _one_root_handler() -> None:
@@ -188,3 +191,35 @@ def check_failures(images: int, failed: int, csv_path: str, first_failure: str =
     if failed:
         say(f"warning: {count(failed)} of {count(images)} images failed; the status and error columns of "
             f"{csv_path} say why", error=True)
+
+
+_CTRL_C = threading.Event()
+
+
+def _on_ctrl_c(signum: int, frame: object) -> None:
+    _CTRL_C.set()
+    raise KeyboardInterrupt
+
+
+def catch_ctrl_c() -> None:
+    """A command's Ctrl-C remembered as well as raised: Python drops a KeyboardInterrupt raised while an
+    at-fork hook or a finalizer runs (a DataLoader worker starting at a folder's start, say), and the run
+    would go on as if none came; the writer raises it again at its next batch (:func:`ctrl_c_pending`).
+    Only where Python's own handler is in place, in the main thread."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_ctrl_c)
+
+
+def ctrl_c_pending(clear: bool = False) -> bool:
+    """Whether a Ctrl-C came since the last one was taken up (``clear``: it is taken up now)."""
+    pending = _CTRL_C.is_set()
+    if clear:
+        _CTRL_C.clear()
+    return pending
+
+
+def raise_dropped_ctrl_c() -> None:
+    """``KeyboardInterrupt`` again when a Ctrl-C came and nothing took it up (Python dropped it)."""
+    if _CTRL_C.is_set():
+        raise KeyboardInterrupt
+

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 
-from anomalib_folder_ext.console import count
+from anomalib_folder_ext.console import count, ctrl_c_pending
 from anomalib_folder_ext.distributed import liveness
 from anomalib_folder_ext.distributed.ranks import DecidedOnRankZero
 from anomalib_folder_ext.errors import InputError, RunInterrupted, Terms, option_hint
@@ -22,7 +22,10 @@ def stopping_error(exception: BaseException, trainer: Trainer, done: int, output
     lost = liveness.rank_lost_error(exception)  # a rank is gone: that is why, whatever failed here
     if lost is not None:
         return lost
-    if isinstance(exception, KeyboardInterrupt) and not isinstance(exception, RunInterrupted):
+    # Ctrl-C in a terminal reaches the DataLoader workers too: one that ends first fails the run with its own
+    # error ("worker exited unexpectedly"), and this process's KeyboardInterrupt may come later or not at all
+    interrupted = ctrl_c_pending(clear=True) and not isinstance(exception, InputError)
+    if (isinstance(exception, KeyboardInterrupt) or interrupted) and not isinstance(exception, RunInterrupted):
         if trainer.is_global_zero:
             message = (f"interrupted: {count(done)} images finished and recorded in {output_dir}; "
                        f"run it again with {option_hint('resume')} to predict only the rest")

@@ -21,7 +21,7 @@ from anomalib_folder_ext.callbacks.progress import ProgressLines
 from anomalib_folder_ext.callbacks.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
 from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over, keeps_maps
 from anomalib_folder_ext.callbacks.stopping import stopping_error
-from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, shown_dir
+from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, raise_dropped_ctrl_c, shown_dir
 from anomalib_folder_ext.data.batch import FolderImageBatch
 from anomalib_folder_ext.data.datamodule import FolderDataModule
 from anomalib_folder_ext.decision.calibration import Calibration, read_calibration
@@ -105,8 +105,7 @@ class AnomalyMapWriter(Callback):
         self._scoring: Scoring | None = None
         self._progress: ProgressLines | None = None  # where the progress bar cannot draw (a log file)
         self._clock = LoopClock()
-        self._failed = False
-        self._checkpoint_deferred = False  # a script's Engine.predict(ckpt_path=...) names it only as weights load
+        self._failed, self._checkpoint_deferred = False, False  # deferred: Engine.predict(ckpt_path=...) names it late
         self._release_maps = self.options.release_maps
 
     @property
@@ -163,6 +162,7 @@ class AnomalyMapWriter(Callback):
         self, trainer: Trainer, pl_module: LightningModule, batch: FolderImageBatch, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         self._clock.batch()
+        raise_dropped_ctrl_c()  # one that came during a fork: taken up as any Ctrl-C is
 
     def on_predict_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: FolderImageBatch, batch: FolderImageBatch,

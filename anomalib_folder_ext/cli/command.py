@@ -80,13 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, passthrough = parser.parse_known_args(argv)
     import os
 
-    from anomalib_folder_ext.console import VERBOSE_ENV, quiet_torch_logs
+    from anomalib_folder_ext.console import VERBOSE_ENV, catch_ctrl_c, quiet_torch_logs
 
     if getattr(options, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
     quiet_torch_logs()
     terms = {"batches": BATCHES_COMMAND, "calibrate": CALIBRATE_COMMAND}.get(options.command, PREDICT_COMMAND)  # flags
     install_excepthook(terms)  # this command's edge, for what escapes below (Ctrl-C while importing)
+    catch_ctrl_c()  # a Ctrl-C that Python drops (during a fork) still ends the run
     if options.command in {"demo", "split", "export", "relabel"} and passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     if options.command == "demo":

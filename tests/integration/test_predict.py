@@ -278,7 +278,7 @@ def test_the_report_renders_offline_in_headless_chromium(model_original_run, tmp
     loaded = re.search(r'data-images-loaded="(\d+)" data-images="(\d+)"', dom)
     assert loaded, dom[-2000:]
     rows = read_rows(model_original_run)
-    assert int(loaded.group(1)) == int(loaded.group(2)) == 2 * min(12, len(rows))  # input + overlay per top image
+    assert int(loaded.group(1)) == int(loaded.group(2)) == 2 * min(12, len(rows)) + 1  # input + overlay, the legend
     shot = tmp_path / "report_screenshot.png"
     subprocess.run([*flags, "--window-size=1100,1300", f"--screenshot={shot}", url], capture_output=True, timeout=120,
                    check=False)
