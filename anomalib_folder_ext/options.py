@@ -131,11 +131,8 @@ class WriterOptions:
                    or overlay_problem(self.overlay_alpha, self.overlay_format.value))
         if problem:
             raise InputError(problem)
-        for name in ("threshold", "pixel_threshold", "uncertain_below"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                raise CalibrationError(f"{name} {value!r}: must be a finite number in the model's raw units", option=name)
+        check_thresholds(threshold=self.threshold, pixel_threshold=self.pixel_threshold,
+                         uncertain_below=self.uncertain_below)
         if self.with_levels:
             known_colormap(self.colormap)  # an unknown name: one line now, not after the model loaded
 
@@ -209,6 +206,21 @@ def check_counts(**values: tuple[int | None, int]) -> None:
     for name, (value, low) in values.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
             raise FolderInputError(f"{name} {value!r}: must be a whole number of at least {low}", option=name)
+
+
+def check_thresholds(**values: float | None) -> None:
+    """Each threshold given a finite number (``None``: not given); else a :class:`CalibrationError` naming it.
+
+    Example:
+        >>> check_thresholds(threshold=0.3, pixel_threshold=None)
+        >>> check_thresholds(threshold=float("nan"))
+        Traceback (most recent call last):
+        ...
+        anomalib_folder_ext.errors.CalibrationError: threshold nan: must be a finite number in the model's raw units
+    """
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise CalibrationError(f"{name} {value!r}: must be a finite number in the model's raw units", option=name)
 
 
 def fixed_range_problem(normalization: str, vmin: float | None, vmax: float | None) -> str | None:

@@ -26,16 +26,13 @@ import argparse
 import csv
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import BIN, REPO, print_table, subprocess_env
+from common import BIN, REPO, journal_rows, print_table, run_timed, scratch, subprocess_env
 
 TEXTURES = {"brick": "brick", "gravel": "gravel"}
 
@@ -78,23 +75,6 @@ def model_for(texture: str, work: Path) -> tuple[Path, np.ndarray, Path]:
     return checkpoint, material, root / "cache"
 
 
-def run(command: list[str], env: dict, log: Path) -> None:
-    with log.open("w") as handle:
-        status = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
-    if status:
-        sys.exit(f"benchmark: {' '.join(command[:2])} exited {status}; see {log}\n" + log.read_text()[-2000:])
-
-
-def journal_scores(output_dir: Path) -> list[float]:
-    scores = []
-    for path in sorted((output_dir / ".journal").glob("rank*.jsonl")):
-        for line in path.read_text().splitlines():
-            values = json.loads(line)
-            if values.get("status") == "ok":
-                scores.append(values["score"])
-    return scores
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--textures", nargs="+", default=list(TEXTURES), choices=list(TEXTURES))
@@ -104,9 +84,8 @@ def main() -> int:
     parser.add_argument("--target_fpr", type=float, default=0.01)
     parser.add_argument("--keep", action="store_true")
     options = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="calibration_bench_"))
     rows = []
-    try:
+    with scratch("calibration_bench_", options.keep) as work:
         for texture in options.textures:
             checkpoint, material, cache = model_for(texture, work)
             parts = work / texture
@@ -115,20 +94,20 @@ def main() -> int:
             write_parts(parts / "defects", material, options.defects, seed=303, defects=True, masks=parts / "masks")
             env = subprocess_env(work, XDG_CACHE_HOME=str(cache), PYTHONWARNINGS="ignore")
             started = time.perf_counter()
-            run([str(BIN / "anomalib-folder"), "calibrate", "--model_path", str(checkpoint), "--good_folder",
+            run_timed([str(BIN / "anomalib-folder"), "calibrate", "--model_path", str(checkpoint), "--good_folder",
                  str(parts / "good"), "--defect_folder", str(parts / "defects"), "--mask_folder", str(parts / "masks"),
-                 "--target_fpr", str(options.target_fpr), "--out", str(parts / "calibration.json")], env,
-                parts / "calibrate.log")
-            run([str(BIN / "anomalib-folder"), "predict", "--model_path", str(checkpoint), "--folder_path",
+                 "--target_fpr", str(options.target_fpr), "--out", str(parts / "calibration.json")], REPO, env,
+                      parts / "calibrate.log")
+            run_timed([str(BIN / "anomalib-folder"), "predict", "--model_path", str(checkpoint), "--folder_path",
                  str(parts / "held_out"), "--output_dir", str(parts / "held_out_results"), "--calibration",
-                 str(parts / "calibration.json"), "--save_as_image", "False"], env, parts / "predict.log")
+                 str(parts / "calibration.json"), "--save_as_image", "False"], REPO, env, parts / "predict.log")
             print(f"{texture}: {options.good + options.held_out + options.defects} parts predicted in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
             calibration = json.loads((parts / "calibration.json").read_text())
             with (parts / "held_out_results" / "results.csv").open() as handle:
                 decided = [row["decision"] for row in csv.DictReader(handle) if row["status"] == "ok"]
-            held_out = journal_scores(parts / "held_out_results")
-            defects = journal_scores(parts / "calibration_runs" / "defect")
+            held_out = [row.score for row in journal_rows(parts / "held_out_results") if row.status == "ok"]
+            defects = [row.score for row in journal_rows(parts / "calibration_runs" / "defect") if row.status == "ok"]
             own = calibration["checkpoint_thresholds"].get("image")
             good = calibration["good"]
             rows.append([
@@ -145,11 +124,6 @@ def main() -> int:
         print_table(["texture", "good parts", "image threshold", "expected FPR", "95% bound", "FPR held out (n)",
                      "recall", "image AUROC", "checkpoint threshold", "its FPR held out", "its recall", "pixel AUROC"],
                     rows)
-    finally:
-        if options.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

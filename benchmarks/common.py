@@ -10,10 +10,13 @@ anomalib or torch at import time: the scripts set ``XDG_CACHE_HOME`` first.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,26 @@ def subprocess_env(work: Path, **extra: str) -> dict[str, str]:
     path = [str(REPO), str(REPO / "benchmarks"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "PYTHONPATH": os.pathsep.join(dict.fromkeys(path)),
             **extra}
+
+
+@contextmanager
+def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A temp dir for one benchmark: deleted at the end, whatever happened, unless ``keep`` (then its path is said)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def journal_rows(output_dir: Path) -> list:
+    """A finished run's rows as its journal keeps them: full-precision scores, decisions (``ImageResult``)."""
+    from anomalib_folder_ext.outputs.journal import read_journal
+
+    return list(read_journal(output_dir).rows.values())
 
 
 def print_table(header: list[str], rows: list[list]) -> None:

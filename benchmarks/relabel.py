@@ -23,41 +23,22 @@ but the decisions' check.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import BIN, REPO, Bench, make_folder, print_table, subprocess_env
+from common import BIN, REPO, Bench, finished_record, journal_rows, make_folder, print_table, run_timed, scratch, subprocess_env
 
 TRIVIAL_MODEL = "io_ceiling_model.TrivialMapEfficientAd"
 
 
-def journal_scores(output_dir: Path) -> dict[str, tuple[float, str]]:
-    rows = {}
-    for path in sorted((output_dir / ".journal").glob("rank*.jsonl")):
-        for line in path.read_text().splitlines():
-            values = json.loads(line)
-            if "image" in values:
-                rows[values["image"]] = (values["score"], values["decision"])
-    return rows
-
-
-def timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        status = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
-    if status:
-        sys.exit(f"benchmark: {' '.join(command[:3])} ... exited {status}; see {log}")
-    return time.perf_counter() - started
+def decided_against_the_rule(output_dir: Path, threshold: float) -> list[str]:
+    return [row.image for row in journal_rows(output_dir) if row.decision != ("defect" if row.score >= threshold else "ok")]
 
 
 def main() -> int:
@@ -66,9 +47,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true")
     options = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="relabel_bench_"))
-    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
-    try:
+    with scratch("relabel_bench_", options.keep) as work:
+        os.environ["XDG_CACHE_HOME"] = str(work / "cache")
         from anomalib_folder_ext.tools.demo import calibrated_checkpoint
 
         make_folder(work / "distinct", 50, size=128)
@@ -86,8 +66,8 @@ def main() -> int:
         bench.ours(folder, "32-true", TRIVIAL_MODEL, tag="relabel", extra=extra)
         print(f"the output dir: {options.images:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         out = work / "relabel_32-true_images" / "results"
-        scores = [score for score, _ in journal_scores(out).values()]
-        written = json.loads((out / ".journal" / "finished.json").read_text())["thresholds"]["pixel"]
+        scores = [row.score for row in journal_rows(out)]
+        written = finished_record(out)["thresholds"]["pixel"]
         image = max(float(np.median(scores)), written)  # the pixel threshold stays: no map is read
         pixel = float(np.quantile(scores, 0.25))
         env = subprocess_env(work)
@@ -103,11 +83,9 @@ def main() -> int:
         for name, command in runs.items():
             seconds = []
             for run in range(options.repeats):
-                seconds.append(timed(command(run), env, work / "log.txt"))
+                seconds.append(run_timed(command(run), REPO, env, work / "log.txt").seconds)
                 if command(run)[1] == "relabel":
-                    threshold = float(command(run)[4])
-                    wrong = [name for name, (score, decision) in journal_scores(out).items()
-                             if decision != ("defect" if score >= threshold else "ok")]
+                    wrong = decided_against_the_rule(out, float(command(run)[4]))
                     if wrong:
                         sys.exit(f"benchmark: {len(wrong)} rows decided against the rule, first {wrong[0]}")
             rows.append([name, f"{min(seconds):.2f}", f"{statistics.median(seconds):.2f}", f"{max(seconds):.2f}"])
@@ -116,11 +94,6 @@ def main() -> int:
         print(f"\n{options.images:,}-row output dir (NPY and 1-bit masks at 256x256), {os.cpu_count()} CPUs ({cpu}); "
               f"seconds over {options.repeats} runs, each a process:")
         print_table(["command", "min s", "median s", "max s"], rows)
-    finally:
-        if options.keep:
-            print(f"kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -14,31 +14,24 @@ from lightning.pytorch import LightningModule, Trainer
 from anomalib_folder_ext.callbacks.runinfo import backend_of
 from anomalib_folder_ext.decision.calibration import Calibration, ModelRun, given_thresholds, thresholds_in_force
 from anomalib_folder_ext.decision.rule import Thresholds
-from anomalib_folder_ext.errors import CalibrationError
 from anomalib_folder_ext.options import WriterOptions
 from anomalib_folder_ext.outputs.runplan import run_settings
 
 CHECKPOINT = "checkpoint"
 
 
-def check_calibration(calibration: Calibration | None, run: ModelRun) -> None:
-    """Refuse a calibration made for another model, runtime, precision or image size, in one line."""
-    refusal = calibration.refusal(run) if calibration is not None else None
-    if refusal:
-        raise CalibrationError(refusal)
+def _statistic(pl_module: LightningModule, name: str) -> float | None:
+    """A number of the model's post-processor (anomalib's validation statistics); ``None`` where it has none."""
+    value = getattr(getattr(pl_module, "post_processor", None), name, None)
+    value = float(value) if value is not None else math.nan
+    return value if math.isfinite(value) else None
 
 
 def model_thresholds(pl_module: LightningModule) -> tuple[float | None, float | None]:
-    """The model's own image and pixel thresholds in raw units (anomalib's post-processor; ``None`` where it has none)."""
-    post_processor = getattr(pl_module, "post_processor", None)
-    found = []
-    for name in ("image_threshold", "pixel_threshold"):
-        value = getattr(post_processor, name, None)
-        value = float(value) if value is not None else math.nan
-        found.append(value if math.isfinite(value) else None)
-    if post_processor is not None and not getattr(post_processor, "enable_thresholding", True):
-        return None, found[1]
-    return found[0], found[1]
+    """The model's own image and pixel thresholds in raw units (``None`` where it has none)."""
+    thresholding = getattr(getattr(pl_module, "post_processor", None), "enable_thresholding", True)
+    image = _statistic(pl_module, "image_threshold") if thresholding else None
+    return image, _statistic(pl_module, "pixel_threshold")
 
 
 def run_thresholds(options: WriterOptions, calibration: Calibration | None, pl_module: LightningModule) -> Thresholds:
@@ -58,7 +51,7 @@ def decided_settings(options: WriterOptions, calibration: Calibration | None, ch
     numbers = {name: value for name, (value, _) in given(options, calibration).items()}
     settings = run_settings(options, checkpoint, trainer.precision, backend, numbers)
     if calibration is not None and settings["checkpoint"]:
-        check_calibration(calibration, ModelRun.from_settings(settings, trainer.datamodule.resolve_image_size()))
+        calibration.check(ModelRun.from_settings(settings, trainer.datamodule.resolve_image_size()))
     return settings
 
 
@@ -66,22 +59,16 @@ def decision_record(pl_module: LightningModule, options: WriterOptions, threshol
     """What relabelling the run without the model needs, kept in its finished record: the thresholds in force,
     the model's own (to return to), its image scores' range (``pred_score``) and how the written NPY maps
     relate to the raw map (masks at another pixel threshold are made from them)."""
-    post_processor = getattr(pl_module, "post_processor", None)
-
-    def number(name: str) -> float | None:
-        value = getattr(post_processor, name, None)
-        value = float(value) if value is not None else math.nan
-        return value if math.isfinite(value) else None
-
     model_image, model_pixel = model_thresholds(pl_module)
     scale: dict = {"normalization": options.normalization.value, "map_size": options.map_size.value}
     if options.normalization.value == "fixed":
         scale |= {"low": options.vmin, "high": options.vmax}
     elif options.normalization.value == "model":
         threshold = thresholds.pixel if thresholds.pixel_source != CHECKPOINT else model_pixel
-        low, high = number("pixel_min"), number("pixel_max")
+        low, high = _statistic(pl_module, "pixel_min"), _statistic(pl_module, "pixel_max")
         if None not in (threshold, low, high):  # the written map is clip((raw - threshold) / (high - low) + 0.5)
             scale |= {"low": threshold - (high - low) / 2, "high": threshold + (high - low) / 2}
-    normalizes = getattr(post_processor, "enable_normalization", False)
+    normalizes = getattr(getattr(pl_module, "post_processor", None), "enable_normalization", False)
+    image_range = [_statistic(pl_module, "image_min"), _statistic(pl_module, "image_max")] if normalizes else None
     return {"thresholds": thresholds.record(), "model_thresholds": {"image": model_image, "pixel": model_pixel},
-            "image_range": [number("image_min"), number("image_max")] if normalizes else None, "map_scale": scale}
+            "image_range": image_range, "map_scale": scale}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from anomalib_folder_ext.decision.rule import Thresholds, mask_regions
+from anomalib_folder_ext.decision.rule import DEFECT, Thresholds, mask_regions
 from anomalib_folder_ext.outputs import artifacts, journal, maps
 from anomalib_folder_ext.images.decode import decode_rgb
 from anomalib_folder_ext.options import MapSize, WriterOptions
@@ -42,7 +42,7 @@ class MapWriter:
         max_batches = max(2, -(-4 * options.write_workers // max(batch_size, 1)))
         self.pool: BatchWritePool[ImageResult] | None = BatchWritePool(options.write_workers, max_batches)
 
-    def submit(self, outputs: object, pred_scores: torch.Tensor | None, pred_labels: torch.Tensor | None) -> None:
+    def submit(self, outputs: object, pred_scores: torch.Tensor | None) -> None:
         """Queue the files of a predicted batch (a ``FolderImageBatch``) and journal what is finished now.
 
         A resumed run predicts the batches of an uninterrupted run (the same maps, bit for bit);
@@ -56,8 +56,6 @@ class MapWriter:
         tensors |= {name: t for name, t in computed.host_tensors().items() if wanted[name.split(".")[0]]}
         if pred_scores is not None:
             tensors["pred_score"] = pred_scores
-        if pred_labels is not None:
-            tensors["pred_label"] = pred_labels
         copy = HostCopy(tensors)
         size = len(outputs.relative_path)
         items = zip(outputs.relative_path, outputs.original_size, outputs.error, outputs.note or [""] * size,
@@ -81,9 +79,8 @@ class MapWriter:
         row.score, row.raw_min, row.raw_mean, row.norm_mean = host["stats"][index].tolist()
         if "pred_score" in host:
             row.pred_score = float(host["pred_score"][index])
-        if "pred_label" in host:
-            row.pred_label = bool(host["pred_label"][index])
         row.decision = self.thresholds.decide(row.score)
+        row.pred_label = row.decision == DEFECT if row.decision else None  # the label is the decision's
         files = self.plan.outputs.files(name)
         if self.thresholds.pixel is not None:
             mask = maps.image_map(host, "masks", index).numpy()

@@ -169,7 +169,7 @@ class AnomalyMapWriter(Callback):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         scores, labels = self._scoring.scores(pl_module, outputs.pred_score)
-        self._maps.submit(outputs, scores, labels)
+        self._maps.submit(outputs, scores)
         hand_over(outputs, labels, self._release_maps)
         if self._progress is not None:
             self._progress.say(len(outputs.relative_path) + len(outputs.failed or ()))

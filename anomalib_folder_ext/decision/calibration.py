@@ -87,14 +87,19 @@ class Calibration:
         return Thresholds(image=self.image_threshold, pixel=self.pixel_threshold, uncertain_below=self.uncertain_below,
                           image_source=source, pixel_source=source)
 
-    def refusal(self, run: ModelRun) -> str | None:
-        """Why this calibration cannot decide ``run``'s parts; ``None`` when it can."""
+    def refusal(self, run: ModelRun, subject: str = "this run") -> str | None:
+        """Why this calibration cannot decide ``run``'s parts (``subject`` names the run); ``None`` when it can."""
         differences = self.model.differences(run)
         if not differences:
             return None
-        return (f"calibration {self.path}: made for {', '.join(differences)} (calibration vs this run); its thresholds "
-                "mean something else here: calibrate this model as it runs (anomalib-folder calibrate)")
+        return (f"calibration {self.path}: made for {', '.join(differences)} (calibration vs {subject}); its "
+                "thresholds mean something else here: calibrate this model as it runs (anomalib-folder calibrate)")
 
+    def check(self, run: ModelRun, subject: str = "this run") -> None:
+        """:meth:`refusal` as a :class:`CalibrationError`, for the paths that refuse a run."""
+        refusal = self.refusal(run, subject)
+        if refusal:
+            raise CalibrationError(refusal)
 
 def parse_calibration(text: str, path: str = "") -> Calibration:
     """A :class:`Calibration` from its file's text; :class:`CalibrationError` naming what is wrong.

@@ -148,10 +148,9 @@ def separating_threshold(good_scores: Sequence[float], defect_scores: Sequence[f
     if not good.size or not defect.size:
         return math.nan, math.nan, math.nan
     candidates = np.unique(np.concatenate([good, defect]))
-    cuts = np.concatenate([(candidates[:-1] + candidates[1:]) / 2, [just_above(candidates[-1])]])
-    cuts = np.concatenate([[candidates[0]], cuts])
-    recall = (defect[None, :] >= cuts[:, None]).mean(axis=1)
-    fpr = (good[None, :] >= cuts[:, None]).mean(axis=1)
+    cuts = np.concatenate([[candidates[0]], (candidates[:-1] + candidates[1:]) / 2, [just_above(candidates[-1])]])
+    recall, fpr = ((scores.size - np.searchsorted(np.sort(scores), cuts, side="left")) / scores.size
+                   for scores in (defect, good))  # the share at or above each cut
     best = int(np.argmax(recall - fpr))
     return float(cuts[best]), float(recall[best]), float(fpr[best])
 

@@ -32,11 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.errors import InputError, option_hint
 from anomalib_folder_ext.outputs.owned import DirView, OwnedDir, open_existing
-from anomalib_folder_ext.outputs.runplan import FILE_KINDS, OutputNames
-from anomalib_folder_ext.outputs.summary import CSV_NAME, ImageResult, parse_results
+from anomalib_folder_ext.outputs.runplan import FILE_KINDS
+from anomalib_folder_ext.outputs.summary import ImageResult
 
 JOURNAL_DIR = ".journal"
 OWNER_NAME = "owner.json"

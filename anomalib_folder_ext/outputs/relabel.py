@@ -12,6 +12,7 @@ unfinished; run again, it finishes: every number it writes comes from the scores
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from dataclasses import replace
@@ -21,7 +22,7 @@ import numpy as np
 
 from anomalib_folder_ext.decision.calibration import Calibration, ModelRun, given_thresholds, thresholds_in_force
 from anomalib_folder_ext.decision.rule import DEFECT, Thresholds, mask_regions
-from anomalib_folder_ext.errors import CalibrationError, OutputDirError
+from anomalib_folder_ext.errors import OutputDirError
 from anomalib_folder_ext.outputs import artifacts, journal, outputdir, summary
 from anomalib_folder_ext.outputs.owned import OwnedDir, open_existing
 from anomalib_folder_ext.outputs.summary import ImageResult
@@ -42,8 +43,8 @@ def relabel_output_dir(path: str | Path, calibration: Calibration | None = None,
                              "it again with overwrite")
     with directory:
         model = ModelRun.from_settings(record["settings"], record.get("image_size", (0, 0)))
-        if calibration is not None and calibration.refusal(model):
-            raise CalibrationError(calibration.refusal(model).replace("this run", f"the run in {path}"))
+        if calibration is not None:
+            calibration.check(model, f"the run in {path}")
         given = given_thresholds(calibration, threshold, pixel_threshold, uncertain_below)
         own = record.get("model_thresholds", {})
         thresholds = thresholds_in_force(given, own.get("image"), own.get("pixel"))
@@ -90,10 +91,11 @@ def check_masks_can_be_made(path: Path, record: dict, pixel: float) -> None:
                              f"{path}: its maps' scale is not recorded; predict again")
 
 
+PER_IMAGE = {"normalization": "per_image"}  # each NPY its own map's min-max: the row's raw min and score undo it
+
+
 def raw_map(directory: OwnedDir, row: ImageResult, scale: dict) -> np.ndarray:
     """A row's raw map (at the written size) from its NPY, by the run's normalisation (float64)."""
-    import io
-
     normalized = np.load(io.BytesIO(directory.read_bytes(row.npy)), allow_pickle=False).astype(np.float64)
     if scale["normalization"] == "per_image":
         low, high = row.raw_min, row.score

@@ -26,6 +26,7 @@ from anomalib_folder_ext.outputs.artifacts import display_name
 from anomalib_folder_ext.images.decode import decode_rgb
 from anomalib_folder_ext.outputs.maps import quantize
 from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.review import legend, review_section
 from anomalib_folder_ext.outputs.summary import ImageResult, decisions_text, most_anomalous, score_statistics
 
 REPORT_HTML = "report.html"
@@ -117,8 +118,6 @@ def html_text(
     title: str, parameters: Mapping[str, object], rows: Sequence[ImageResult], items: Sequence[ReportItem],
     thresholds: Thresholds | None = None, output_dir: str = ".", lut: np.ndarray | None = None,
 ) -> str:
-    from anomalib_folder_ext.outputs.review import legend, review_section
-
     stats = score_statistics(rows)
     counts, edges = score_histogram(rows)
     escape = html.escape

@@ -12,7 +12,9 @@ for anything else. Run again, it resumes: only new parts are predicted.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from anomalib_folder_ext.errors import CalibrationError, FolderInputError, Input
 from anomalib_folder_ext.images.discover import list_folder_images
 from anomalib_folder_ext.outputs import journal
 from anomalib_folder_ext.outputs.owned import OwnedDir
+from anomalib_folder_ext.outputs.relabel import PER_IMAGE, raw_map
 from anomalib_folder_ext.outputs.summary import ImageResult
 from anomalib_folder_ext.run.spec import RunSpec
 
@@ -89,10 +92,10 @@ def check_out(out: Path) -> None:
                              option="out")
     if out.exists():
         try:
-            earlier = out.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            earlier = ""
-        if f'"kind": "{KIND}"' not in earlier:
+            earlier = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and earlier.get("kind") == KIND):
             raise OutputDirError(f"out {out}: exists and is not a calibration of this tool, so it is not replaced: "
                                  "choose another name", option="out")
     existing = next(parent for parent in (out.absolute().parent, *out.absolute().parents) if parent.exists())
@@ -160,10 +163,11 @@ def exact_rows(output_dir: Path) -> list[ImageResult]:
     return [row for row in rows.values() if row.status == "ok"]
 
 
-def raw_map(output_dir: Path, row: ImageResult) -> np.ndarray:
-    """The raw map of a calibration run's row: its per-image min-max NPY, scaled back by the row's raw min and max."""
-    normalized = np.load(output_dir / row.npy, allow_pickle=False).astype(np.float64)
-    return row.raw_min + normalized * (row.score - row.raw_min)
+def raw_maps(output_dir: Path, rows: list[ImageResult]) -> Iterator[tuple[ImageResult, np.ndarray]]:
+    """Each row with its raw map: calibrate's runs write each NPY as its map's own min-max (relabel's rule)."""
+    with OwnedDir(output_dir) as directory:
+        for row in rows:
+            yield row, raw_map(directory, row, PER_IMAGE)
 
 
 def fit_calibration(request: CalibrationRequest, good_dir: Path, defect_dir: Path | None) -> Calibration:
@@ -179,8 +183,8 @@ def fit_calibration(request: CalibrationRequest, good_dir: Path, defect_dir: Pat
         raise CalibrationError(f"good_folder {request.good_folder}: {exc}; some could not be read (see "
                                f"{good_dir / 'results.csv'})", option="good_folder") from None
     pixels = TopValues(keep=math.floor(request.pixel_fpr * len(rows) * math.prod(model.image_size)) + 1)
-    for row in rows:
-        pixels.add(raw_map(good_dir, row))
+    for _, raw in raw_maps(good_dir, rows):
+        pixels.add(raw)
     pixel = pixel_threshold(pixels, request.pixel_fpr)
     own = record.get("thresholds", {})
     checkpoint = {"image": own.get("image"), "pixel": own.get("pixel")} if own.get("image_source") == "checkpoint" else {}
@@ -239,11 +243,9 @@ def mask_figures(mask_folder: Path, defect_dir: Path, rows: list[ImageResult], t
     from PIL import Image
 
     inside, outside, matched = [], [], []
-    for row in rows:
-        path = find_mask(mask_folder, row.image)
-        if path is None:
-            continue
-        raw = raw_map(defect_dir, row)
+    masks = {row.image: find_mask(mask_folder, row.image) for row in rows}
+    for row, raw in raw_maps(defect_dir, [row for row in rows if masks[row.image] is not None]):
+        path = masks[row.image]
         with Image.open(path) as picture:
             mask = np.asarray(picture.convert("L").resize(raw.shape[::-1], Image.NEAREST)) > 127
         inside.append(raw[mask])

@@ -10,7 +10,7 @@ from pathlib import Path
 from anomalib_folder_ext.console import count, say, shown_dir
 from anomalib_folder_ext.decision.calibration import read_calibration
 from anomalib_folder_ext.decision.rule import Thresholds
-from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.options import check_thresholds
 from anomalib_folder_ext.outputs import journal, summary
 from anomalib_folder_ext.outputs.outputroot import ROOT_RECORD, OutputRoot
 from anomalib_folder_ext.outputs.relabel import relabel_output_dir
@@ -23,7 +23,7 @@ def relabel(path: str | Path, calibration: str | Path | None = None, threshold: 
     """Relabel the output dir ``path``, or every folder of the output root ``path``; what it holds now."""
     path = Path(path).expanduser()
     started = time.perf_counter()
-    WriterOptions(threshold=threshold, pixel_threshold=pixel_threshold, uncertain_below=uncertain_below)  # finite
+    check_thresholds(threshold=threshold, pixel_threshold=pixel_threshold, uncertain_below=uncertain_below)
     decided = read_calibration(str(calibration) if calibration else None)
     given = {"calibration": decided, "threshold": threshold, "pixel_threshold": pixel_threshold,
              "uncertain_below": uncertain_below}

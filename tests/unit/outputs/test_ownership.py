@@ -30,7 +30,6 @@ from anomalib_folder_ext.errors import FolderInputError, OutputDirError
 from anomalib_folder_ext.outputs.owned import OwnedDir, temporary_name
 from anomalib_folder_ext.outputs.report import file_href, html_text
 from anomalib_folder_ext.outputs.runplan import OutputNames
-from anomalib_folder_ext.outputs.runplan import OutputNames
 from anomalib_folder_ext.outputs.summary import ImageResult, csv_text, parse_results
 
 
