@@ -17,7 +17,9 @@ _ERRORS = "anomalib_folder_ext.errors"
 _NAMES = {
     "predict_folder": "anomalib_folder_ext.api", "predict_batches": "anomalib_folder_ext.api",
     "export_model": "anomalib_folder_ext.api", "ExportResult": "anomalib_folder_ext.api",
-    "calibrate": "anomalib_folder_ext.api", "relabel": "anomalib_folder_ext.api", "Calibration": "anomalib_folder_ext.decision.calibration",
+    "calibrate": "anomalib_folder_ext.api", "watch_folder": "anomalib_folder_ext.api",
+    "WatchResult": "anomalib_folder_ext.outputs.result", "WatchOptions": "anomalib_folder_ext.options",
+    "WatchedFolderDataModule": "anomalib_folder_ext.data.stream", "relabel": "anomalib_folder_ext.api", "Calibration": "anomalib_folder_ext.decision.calibration",
     "RunSpec": "anomalib_folder_ext.run.spec", "WriterOptions": "anomalib_folder_ext.options",
     "FolderResult": "anomalib_folder_ext.outputs.result", "BatchesResult": "anomalib_folder_ext.outputs.result",
     "ImageResult": "anomalib_folder_ext.outputs.summary",

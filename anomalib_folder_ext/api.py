@@ -25,25 +25,39 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from anomalib_folder_ext.errors import CALIBRATE_FUNCTION, PREDICT_BATCHES, PREDICT_FOLDER, InputError, Terms, Worded
-from anomalib_folder_ext.options import WriterOptions
+from anomalib_folder_ext.errors import (
+    CALIBRATE_FUNCTION,
+    PREDICT_BATCHES,
+    PREDICT_FOLDER,
+    WATCH_FUNCTION,
+    InputError,
+    Terms,
+    Worded,
+)
+from anomalib_folder_ext.options import WatchOptions, WriterOptions
 from anomalib_folder_ext.run.spec import RunSpec
 
-_RUN_NAMES = [option.name for option in fields(RunSpec) if option.name != "writer"]
+_RUN_NAMES = [option.name for option in fields(RunSpec) if option.name not in {"writer", "watch"}]
 _WRITER_NAMES = [option.name for option in fields(WriterOptions)]
+_WATCH_NAMES = [option.name for option in fields(WatchOptions)]
 
 
-def run_spec(**options: object) -> RunSpec:
-    """A :class:`RunSpec` from keyword arguments: any run option or writer option by its name."""
-    unknown = sorted(set(options) - set(_RUN_NAMES) - set(_WRITER_NAMES))
+def run_spec(watching: bool = False, **options: object) -> RunSpec:
+    """A :class:`RunSpec` from keyword arguments: any run option or writer option by its name (``watching``:
+    and the watch options)."""
+    known = [*_RUN_NAMES, *_WRITER_NAMES, *(_WATCH_NAMES if watching else ())]
+    unknown = sorted(set(options) - set(known))
     if unknown:
         import difflib
 
-        close = difflib.get_close_matches(unknown[0], [*_RUN_NAMES, *_WRITER_NAMES], n=1)
+        close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
+        if unknown[0] in _WATCH_NAMES:
+            hint = " (an option of watch_folder)"
         raise InputError(f"{unknown[0]}: no such option{hint}", option=unknown[0])
     writer = WriterOptions(**{name: options.pop(name) for name in list(options) if name in _WRITER_NAMES})
-    return RunSpec(**options, writer=writer)
+    watch = WatchOptions(**{name: options.pop(name) for name in list(options) if name in _WATCH_NAMES})
+    return RunSpec(**options, writer=writer, watch=watch)
 
 
 def predict_folder(folder_path: str | Path, model_path: str | Path, output_dir: str | Path | None = None, *,
@@ -63,6 +77,29 @@ def predict_folder(folder_path: str | Path, model_path: str | Path, output_dir: 
         _one_of(spec.writer.resume, spec.writer.overwrite)
         args = anomalib_predict_args(spec, preflight.check_inputs(spec))
         return launch.run_anomalib(args, PREDICT_FOLDER)
+
+
+def watch_folder(folder_path: str | Path, model_path: str | Path, output_dir: str | Path | None = None, *,
+                 stop: threading.Event | None = None, verbose: bool = False, **options: object):  # noqa: ANN201
+    """Predict each image as it lands in ``folder_path``, the model loaded once, until stopped: Ctrl-C or
+    SIGTERM (in the main thread), ``stop`` set (from any thread), or the folder removed (an
+    :class:`~anomalib_folder_ext.errors.InputError` once the results are written).
+
+    ``options``: those of :func:`predict_folder` and the watch's (``max_wait_ms``, ``poll``, ``rotate``,
+    ``summary_every``, ``sort_into``, ``post``, ...: ``anomalib-folder watch --help``). What an earlier watch
+    into ``output_dir`` predicted is not predicted again. Returns the
+    :class:`~anomalib_folder_ext.outputs.result.WatchResult`.
+    """
+    from anomalib_folder_ext.run import preflight
+    from anomalib_folder_ext.run.translate import anomalib_predict_args
+    from anomalib_folder_ext.run.watch import Watch
+
+    with _front_door(WATCH_FUNCTION, verbose):
+        spec = run_spec(watching=True, folder_path=folder_path, model_path=model_path, output_dir=output_dir, **options)
+        watch = Watch(anomalib_predict_args(spec, preflight.check_watch(spec), watch=True), WATCH_FUNCTION)
+        if stop is not None:
+            threading.Thread(target=lambda: stop.wait() and watch.stop("stopped"), daemon=True).start()
+        return watch.run()
 
 
 def predict_batches(root: str | Path | Sequence[str | Path], model_path: str | Path, output_root: str | Path = ".", *,
@@ -195,6 +232,12 @@ def _signature(function, names: list[str], defaults: dict) -> inspect.Signature:
     return base.replace(parameters=[*keep, *extra])
 
 
+def _watch_defaults() -> dict:
+    from anomalib_folder_ext.options import watch_defaults
+
+    return watch_defaults()
+
+
 def _option_defaults() -> dict:
     from anomalib_folder_ext.options import option_defaults
     from anomalib_folder_ext.run.spec import spec_defaults
@@ -206,6 +249,8 @@ predict_folder.__signature__ = _signature(predict_folder, [*_RUN_NAMES, *_WRITER
 calibrate.__signature__ = _signature(
     calibrate, [name for name in _RUN_NAMES if name not in {"model_path", "folder_path", "output_dir", "recursive"}],
     _option_defaults())
+watch_folder.__signature__ = _signature(watch_folder, [*_RUN_NAMES, *_WRITER_NAMES, *_WATCH_NAMES],
+                                        {**_option_defaults(), **_watch_defaults()})
 predict_batches.__signature__ = _signature(
     predict_batches, [name for name in [*_RUN_NAMES, *_WRITER_NAMES] if name not in {"folder_path", "output_dir"}],
     _option_defaults())

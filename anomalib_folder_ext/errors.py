@@ -53,6 +53,10 @@ BATCHES_COMMAND = Terms("anomalib-folder batches", lambda name: {
     "overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(name, f"--{name} True"))
 CALIBRATE_COMMAND = Terms("anomalib-folder calibrate", lambda name: {
     "overwrite": "--resume False", "resume": "the same command (resume is on by default)"}.get(name, f"--{name} True"))
+WATCH_COMMAND = Terms("anomalib-folder watch", lambda name: {
+    "resume": "the same command (a watch resumes its output dir)"}.get(name, f"--{name} True"))
+WATCH_FUNCTION = Terms("watch_folder", lambda name: {
+    "resume": "watch_folder again (a watch resumes its output dir)"}.get(name, f"watch_folder(..., {name}=True)"))
 PREDICT_FOLDER = Terms("predict_folder", lambda name: f"predict_folder(..., {name}=True)")
 PREDICT_BATCHES = Terms("predict_batches", lambda name: {
     "overwrite": "predict_batches(..., resume=False)",

@@ -248,3 +248,84 @@ def overlay_problem(alpha: float, overlay_format: str) -> str | None:
     if not 0.0 <= alpha <= 1.0:
         return f"overlay_alpha must be in [0, 1] and overlay_format jpg or png (got {alpha}, {overlay_format!r})"
     return None
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """How a watched folder is read and where each result goes as it lands (``anomalib-folder watch``).
+
+    Example:
+        >>> WatchOptions(rotate="hourly").rotate, WatchOptions(rotate="500").rotate
+        ('hourly', '500')
+        >>> WatchOptions(rotate="weekly")
+        Traceback (most recent call last):
+        ...
+        anomalib_folder_ext.errors.InputError: rotate 'weekly': use hourly, daily or a number of images
+    """
+
+    max_wait_ms: int = _option(0, "The longest an image that is ready waits for more to fill a batch. 0: a batch "
+                                  "is what is ready when the model is free, so one part at a time is answered at "
+                                  "the model's own latency and a burst fills whole batches; a few ms groups the "
+                                  "images of cameras triggered together (on a GPU a batch costs about one image).")
+    poll: float | None = _option(None, "Look for new files every this many seconds instead of file events "
+                                       "(network shares, where inotify sees nothing); null: file events.")
+    settle_ms: int = _option(500, "Polling, and files already there at the start: a file is complete once its size "
+                                  "and modification time stay the same this long.")
+    complete_timeout_s: float = _option(60.0, "A file still being written after this long gets a failed row; it is "
+                                              "predicted when it completes.")
+    summary_every: float = _option(60.0, "Seconds between refreshes of results_summary.txt, defective.csv and the "
+                                         "report while watching (results.csv grows row by row); also at the end.")
+    rotate: str | None = _option(None, "hourly, daily, or a number of images: a new output sub-dir "
+                                       "(<output_dir>/<date>_<hour>, <date>, part_0001, ...) for each period.")
+    sort_into: str | None = _option(None, "Also put each input into <sort_into>/ok, defect, uncertain, failed (or "
+                                          "undecided): a hard link (a copy across file systems).")
+    sort_move: bool = _option(False, "With sort_into: move each input there instead of linking it.")
+    post: str | None = _option(None, "Also POST each result as one JSON object to this http(s) URL (retried in "
+                                     "the background; an endpoint that is down is reported, never fatal).")
+
+    def __post_init__(self) -> None:
+        check_counts(max_wait_ms=(self.max_wait_ms, 0), settle_ms=(self.settle_ms, 0))
+        for name in ("poll", "complete_timeout_s", "summary_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise InputError(f"{name} {value!r}: must be a number of seconds above 0", option=name)
+        if self.rotate is not None:
+            rotate = str(self.rotate).strip().lower()
+            if rotate not in {"hourly", "daily"} and not (rotate.isdigit() and int(rotate) > 0):
+                raise InputError(f"rotate {self.rotate!r}: use hourly, daily or a number of images", option="rotate")
+            object.__setattr__(self, "rotate", rotate)
+        if self.post is not None:
+            check_post_url(self.post)
+        if self.sort_move and not self.sort_into:
+            raise InputError("sort_move needs sort_into: the folder to move each input into", option="sort_move")
+
+
+def watch_docs() -> dict[str, str]:
+    """Each watch option's documentation, the one source of its help text."""
+    return {option.name: option.metadata["doc"] for option in fields(WatchOptions)}
+
+
+def watch_defaults() -> dict[str, object]:
+    return {option.name: option.default for option in fields(WatchOptions)}
+
+
+def check_post_url(url: str) -> None:
+    """An http(s) URL with a host, else an :class:`InputError` naming it (before the model loads).
+
+    Example:
+        >>> check_post_url("http://127.0.0.1:8080/parts")
+        >>> check_post_url("localhost:8080")
+        Traceback (most recent call last):
+        ...
+        anomalib_folder_ext.errors.InputError: post 'localhost:8080': give an http:// or https:// URL with a host
+    """
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise InputError(f"post {url!r}: not a URL ({exc})", option="post") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise InputError(f"post {url!r}: give an http:// or https:// URL with a host", option="post")

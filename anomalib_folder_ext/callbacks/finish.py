@@ -59,14 +59,7 @@ class FolderFinish:
         loop_s = max((report.loop_s for report in reports if report.rows), default=0.0)
         parameters = self.parameters(trainer, rows, reports, predicted, loop_s)
         self.directory.write(summary.CSV_NAME, summary.csv_text(rows).encode())
-        self.directory.write(summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.options.top_count).encode())
-        if self.thresholds.decides:
-            self.directory.write(summary.DEFECTIVE_NAME, summary.defective_csv_text(rows).encode())
-        if self.options.report:
-            from anomalib_folder_ext.outputs.report import write_report
-
-            write_report(self.directory, trainer.datamodule.folder_path, rows, parameters, self.options.report_top_k,
-                         self.options.colormap, self.options.overlay_alpha, self.thresholds)
+        self.write_views(trainer, rows, parameters)
         journal.write_finished(self.directory, {
             "settings": self.plan.settings,
             "images": journal.names_digest(self.plan.names),
@@ -97,6 +90,24 @@ class FolderFinish:
                 error.result = result
                 raise
         return result
+
+    def write_views(self, trainer: Trainer, rows: list[summary.ImageResult], parameters: dict[str, object]) -> None:
+        """The summary, ``defective.csv`` and the report of ``rows`` (at the end, and while a watch runs)."""
+        self.directory.write(summary.SUMMARY_NAME, summary.summary_text(parameters, rows, self.options.top_count).encode())
+        if self.thresholds.decides:
+            self.directory.write(summary.DEFECTIVE_NAME, summary.defective_csv_text(rows).encode())
+        if self.options.report:
+            from anomalib_folder_ext.outputs.report import write_report
+
+            write_report(self.directory, trainer.datamodule.folder_path, rows, parameters, self.options.report_top_k,
+                         self.options.colormap, self.options.overlay_alpha, self.thresholds)
+
+    def refresh(self, trainer: Trainer, earlier: dict, mine: dict[str, summary.ImageResult], clock: LoopClock) -> None:
+        """The views of a watch's rows so far, from its own thread (copies: the predict loop goes on)."""
+        merged = {**earlier, **mine}
+        rows = [merged[name] for name in list(self.plan.names) if name in merged]
+        report = RankReport(list(mine.values()), clock.startup_s(), clock.loop_s(), *peak_memory_mib(trainer))
+        self.write_views(trainer, rows, self.parameters(trainer, rows, [report], len(mine), report.loop_s))
 
     def parameters(self, trainer: Trainer, rows: list[summary.ImageResult], reports: list[RankReport],
                    predicted: int, loop_s: float) -> dict[str, object]:

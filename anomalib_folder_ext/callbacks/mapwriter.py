@@ -38,16 +38,20 @@ class MapWriter:
         self.journal, self.normalizer, self.thresholds = journal, normalizer, thresholds or Thresholds()
         self.lut = artifacts.colormap_lut(options.colormap) if options.with_levels else None
         self.rows: dict[str, ImageResult] = {}
+        self.listeners: list = []  # told each group of rows once journaled, closed with this (a watch's live files)
         # Enough batches queued to keep every writer thread busy, few enough to bound host memory.
         max_batches = max(2, -(-4 * options.write_workers // max(batch_size, 1)))
         self.pool: BatchWritePool[ImageResult] | None = BatchWritePool(options.write_workers, max_batches)
 
-    def submit(self, outputs: object, pred_scores: torch.Tensor | None) -> None:
-        """Queue the files of a predicted batch (a ``FolderImageBatch``) and journal what is finished now.
+    def submit(self, outputs: object, pred_scores: torch.Tensor | None, finish_now: bool = False) -> None:
+        """Queue the files of a predicted batch (a ``FolderImageBatch``) and journal what is finished now
+        (``finish_now``: wait for every file first, when no batch follows soon: a watch between parts).
 
         A resumed run predicts the batches of an uninterrupted run (the same maps, bit for bit);
         the images of them an earlier run finished are not written again.
         """
+        for name in [*outputs.relative_path, *(image.relative_path for image in outputs.failed or ())]:
+            self.plan.outputs.add(name)  # a watch's images arrive as it runs; a folder's are all planned
         sizes = outputs.original_size if self.options.map_size is MapSize.original else None
         computed = maps.process_maps(outputs.anomaly_map, self.options.with_levels, self.normalizer, sizes,
                                      self.thresholds.pixel)
@@ -65,7 +69,7 @@ class MapWriter:
         jobs = [partial(self._write_one, copy, index, *item) for index, item in [*enumerate(items), *failed]
                 if item[0] not in self.plan.earlier]
         self._keep(self.pool.submit(jobs))
-        self._keep(self.pool.collect_done())  # journal what is finished now, not a few batches later
+        self._keep(self.pool.drain() if finish_now else self.pool.collect_done())  # now, not a few batches later
 
     def _write_one(
         self, copy: HostCopy, index: int, name: str, size: tuple[int, int], error: str, note: str,
@@ -107,6 +111,8 @@ class MapWriter:
     def _keep(self, rows: list[ImageResult]) -> None:
         self.rows.update((row.image, row) for row in rows)
         self.journal.append(rows)
+        for listener in self.listeners:
+            listener.rows_done(rows)
 
     def drain(self) -> None:
         """Wait for every queued file; a failed write is raised here, naming its file."""
@@ -119,6 +125,9 @@ class MapWriter:
             self._keep(self.pool.abandon())
 
     def close(self) -> None:
+        for listener in self.listeners:  # their last rows are in; the end's views are the writer's
+            listener.close()
+        self.listeners.clear()
         if self.pool is not None:
             self.pool.close()
             self.pool = None

@@ -16,12 +16,13 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_folder_ext.callbacks.deciding import decided_settings
 from anomalib_folder_ext.callbacks.finish import FolderFinish
+from anomalib_folder_ext.callbacks.live import run_lines
 from anomalib_folder_ext.callbacks.mapwriter import MapWriter
 from anomalib_folder_ext.callbacks.progress import ProgressLines
 from anomalib_folder_ext.callbacks.runinfo import LoopClock, backend_of, checked_checkpoint, save_run_config
 from anomalib_folder_ext.callbacks.scoring import Scoring, hand_over, keeps_maps
 from anomalib_folder_ext.callbacks.stopping import stopping_error
-from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, raise_dropped_ctrl_c, shown_dir
+from anomalib_folder_ext.console import at_anomalib_cli_edge, caller_terms, raise_dropped_ctrl_c
 from anomalib_folder_ext.data.batch import FolderImageBatch
 from anomalib_folder_ext.data.datamodule import FolderDataModule
 from anomalib_folder_ext.decision.calibration import Calibration, read_calibration
@@ -33,7 +34,7 @@ from anomalib_folder_ext.options import OUTPUT_DIR_DOC, WriterOptions, args_doc
 from anomalib_folder_ext.outputs import journal, outputdir
 from anomalib_folder_ext.outputs.result import FolderResult
 from anomalib_folder_ext.outputs.rundir import RunDirectory, output_dir_of
-from anomalib_folder_ext.outputs.runplan import OutputNames, RunPlan
+from anomalib_folder_ext.outputs.runplan import RunPlan
 from anomalib_folder_ext.outputs.summary import ImageResult
 
 
@@ -63,15 +64,14 @@ class AnomalyMapWriter(Callback):
     """
 
     def __init__(  # output_dir, then one parameter per option of WriterOptions, as jsonargparse reads them
-        self,
-        output_dir: str | Path | None = None, save_as_npy: bool = True, save_as_image: bool = True,
+        self, output_dir: str | Path | None = None, save_as_npy: bool = True, save_as_image: bool = True,
         colormap: str = "jet", png_compress_level: int = 1, write_workers: int | None = None, top_count: int = 10,
         release_maps: bool = True, normalization: Literal["per_image", "model", "fixed"] = "per_image",
         vmin: float | None = None, vmax: float | None = None, map_size: Literal["model", "original"] = "model",
         save_overlay: bool = False, overlay_alpha: float = 0.5, overlay_format: Literal["jpg", "png"] = "jpg",
         calibration: str | None = None, threshold: float | None = None, pixel_threshold: float | None = None,
-        uncertain_below: float | None = None, save_mask: bool = False, report: bool = False, report_top_k: int = 12, resume: bool = False, overwrite: bool = False,
-        allow_other_files: bool = False,
+        uncertain_below: float | None = None, save_mask: bool = False, report: bool = False, report_top_k: int = 12,
+        resume: bool = False, overwrite: bool = False, allow_other_files: bool = False,
     ) -> None:
         options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
         super().__init__()
@@ -125,9 +125,9 @@ class AnomalyMapWriter(Callback):
         if self.announce:  # a multi-folder run watches the ranks itself
             liveness.watch(trainer.strategy, rerun=self.terms.render(f"it again with {option_hint('resume')}"))
         datamodule = folder_data(trainer.datamodule)
-        outputs = OutputNames.for_options(self.options, [path.as_posix() for path in datamodule.relative_paths])
         self._run_dir = run_dir = RunDirectory(output_dir_of(datamodule, self.output_dir), datamodule.folder_path,
-                                               outputs, self.options, trainer.world_size)
+                                               datamodule.output_names(self.options), self.options, trainer.world_size,
+                                               stream=datamodule.streams)
         self._calibration = read_calibration(self.options.calibration)  # read once per run: a bad file, one line now
         settings = decided_settings(self.options, self._calibration, self.checkpoint, trainer, pl_module)
         try:
@@ -154,7 +154,7 @@ class AnomalyMapWriter(Callback):
         self._maps = MapWriter(options, directory, self.plan, datamodule.folder_path, datamodule.batch_size, rows,
                                self._scoring.normalizer, self._scoring.thresholds)
         to_predict = len(datamodule.relative_paths) - len(self.plan.skip)
-        self._progress = ProgressLines.for_trainer(trainer, shown_dir(directory.path), to_predict)
+        self._progress = run_lines(trainer, self._maps, options, self.checkpoint, self._clock, to_predict)
         self._clock.start()
 
     # -- per batch ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class AnomalyMapWriter(Callback):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         scores, labels = self._scoring.scores(pl_module, outputs.pred_score)
-        self._maps.submit(outputs, scores)
+        self._maps.submit(outputs, scores, finish_now=trainer.datamodule.nothing_waiting())  # a watch between parts
         hand_over(outputs, labels, self._release_maps)
         if self._progress is not None:
             self._progress.say(len(outputs.relative_path) + len(outputs.failed or ()))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from anomalib_folder_ext.cli.edge import install_excepthook, one_line_message, stop_for
 from anomalib_folder_ext.cli.parser import build_parser
-from anomalib_folder_ext.errors import BATCHES_COMMAND, CALIBRATE_COMMAND, PREDICT_COMMAND, Terms
+from anomalib_folder_ext.errors import BATCHES_COMMAND, CALIBRATE_COMMAND, PREDICT_COMMAND, WATCH_COMMAND, Terms
 
 
 def run_demo(options: argparse.Namespace) -> int:
@@ -85,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(options, "verbose", False):
         os.environ[VERBOSE_ENV] = "1"  # also for DDP ranks, which re-run this command
     quiet_torch_logs()
-    terms = {"batches": BATCHES_COMMAND, "calibrate": CALIBRATE_COMMAND}.get(options.command, PREDICT_COMMAND)  # flags
+    terms = {"batches": BATCHES_COMMAND, "calibrate": CALIBRATE_COMMAND, "watch": WATCH_COMMAND}.get(options.command,
+                                                                                                 PREDICT_COMMAND)
     install_excepthook(terms)  # this command's edge, for what escapes below (Ctrl-C while importing)
     catch_ctrl_c()  # a Ctrl-C that Python drops (during a fork) still ends the run
     if options.command in {"demo", "split", "export", "relabel"} and passthrough:
@@ -93,16 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.command == "demo":
         return run_demo(options)
     spec = None
-    if options.command in {"predict", "batches"}:
+    if options.command in {"predict", "batches", "watch"}:
         from anomalib_folder_ext.errors import InputError
+        from anomalib_folder_ext.options import watch_docs
         from anomalib_folder_ext.run.translate import spec_from_flags
 
         if options.command == "predict" and options.resume and options.overwrite:
             parser.error("--resume True continues the earlier run, --overwrite True replaces it: choose one")
-        if options.resume is None:  # predict: off; predict --batches: on unless --overwrite
+        if options.command == "watch":
+            options.resume = False  # a watch continues its output dir unless told to replace it
+        elif options.resume is None:  # predict: off; predict --batches: on unless --overwrite
             options.resume = bool(options.batches) and not options.overwrite
         try:
             spec = spec_from_flags(options)
+            if options.command == "watch":
+                spec = spec.with_changes(**{name: getattr(options, name) for name in watch_docs()})
         except InputError as exc:
             problem = str(exc)
             for name in ("vmin", "vmax", "normalization", "overlay_alpha"):  # the flags' spelling
@@ -126,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_export(options)
         if options.command == "calibrate":
             return _calibrate(options, passthrough, terms)
+        if options.command == "watch":
+            return _watch(options, spec, passthrough, terms)
         if options.command == "relabel":
             from anomalib_folder_ext.run.relabel import relabel
 
@@ -163,6 +171,21 @@ def _predict(options: argparse.Namespace, spec: object, passthrough: list[str], 
     if options.print_config:
         args.append("--print_config")
     return _ended_here(terms, launch.run_anomalib, args, terms)
+
+
+def _watch(options: argparse.Namespace, spec: object, passthrough: list[str], terms: Terms) -> int:
+    """``watch``: the checks before anything loads, then the watch through anomalib until it is stopped."""
+    from anomalib_folder_ext.run import preflight
+    from anomalib_folder_ext.run.translate import anomalib_predict_args
+
+    args = anomalib_predict_args(spec, preflight.check_watch(spec), watch=True) + list(passthrough)
+    launch = _as_the_anomalib_command(terms)
+    if options.print_config:
+        launch.run_anomalib([*args, "--print_config"], terms)
+        return 0
+    from anomalib_folder_ext.run.watch import run_watch
+
+    return _ended_here(terms, run_watch, args, terms)
 
 
 def _calibrate(options: argparse.Namespace, passthrough: list[str], terms: Terms) -> int:

@@ -9,7 +9,16 @@ from typing import NoReturn
 
 from anomalib_folder_ext.images.discover import DEFAULT_EXTENSIONS
 from anomalib_folder_ext.models.exported import FORMATS, PRECISIONS
-from anomalib_folder_ext.options import MapSize, Normalization, choices, known_colormap, option_defaults, option_docs
+from anomalib_folder_ext.options import (
+    MapSize,
+    Normalization,
+    choices,
+    known_colormap,
+    option_defaults,
+    option_docs,
+    watch_defaults,
+    watch_docs,
+)
 from anomalib_folder_ext.run.spec import spec_defaults, spec_docs
 
 
@@ -142,6 +151,30 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--verbose", action="store_true", help="also show anomalib's and Lightning's own messages")
 
 
+def _add_watch(commands: argparse._SubParsersAction) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="predict each image as it lands in a folder (a camera's), the model loaded once, until Ctrl-C or SIGTERM",
+        description=("Keeps the model loaded and predicts each complete image that lands in DIR (written and closed, "
+                     "or renamed into it) through the same pipeline as predict: maps, results.csv row by row, the "
+                     "summary every --summary_every s. A restart predicts what landed while it was down and nothing "
+                     "twice. Other arguments go to anomalib."),
+    )
+    watch.add_argument("folder_path", metavar="DIR", help="the folder to watch")
+    watch.add_argument("--model_path", required=True, help="EfficientAd Lightning checkpoint (.ckpt), or an exported model")
+    watch.add_argument("--output_dir", help="where results go, outside DIR (default: inference_results_<DIR name>); "
+                       "with --rotate, the periods' dirs go under it")
+    watch.add_argument("--overwrite", type=_bool, default=False, metavar="True|False",
+                       help="replace an earlier watch's results in the output dir (default: continue them)")
+    docs, defaults = watch_docs(), watch_defaults()
+    types = {"max_wait_ms": _count(0), "poll": _finite, "settle_ms": _count(0), "complete_timeout_s": _finite,
+             "summary_every": _finite, "sort_move": _bool}
+    for name in docs:
+        watch.add_argument(f"--{name}", default=defaults[name], help=docs[name], type=types.get(name, str),
+                           **({"metavar": "True|False"} if name == "sort_move" else {}))
+    _add_run_options(watch)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage mistake in one line (the usage block is one ``--help`` away)."""
 
@@ -219,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--extensions", nargs="+", default=list(DEFAULT_EXTENSIONS))
 
     _add_calibrate(commands)
+    _add_watch(commands)
 
     relabel = commands.add_parser(
         "relabel",

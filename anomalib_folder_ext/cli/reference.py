@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from anomalib_folder_ext.options import OUTPUT_DIR_DOC, option_defaults, option_docs
+from anomalib_folder_ext.options import OUTPUT_DIR_DOC, option_defaults, option_docs, watch_defaults, watch_docs
 
 
 def _cell(text: str) -> str:
@@ -34,6 +34,13 @@ def writer_table() -> str:
     defaults = option_defaults()
     rows = [f"| `output_dir` | null | {_cell(OUTPUT_DIR_DOC)} |"]
     rows += [f"| `{name}` | {_yaml_value(defaults[name])} | {_cell(doc)} |" for name, doc in option_docs().items()]
+    return "\n".join(["| key | default | |", "| --- | --- | --- |", *rows])
+
+
+def watch_table() -> str:
+    """Every watch option (``init_args`` of ``WatchedFolderDataModule``, beside the folder datamodule's)."""
+    defaults = watch_defaults()
+    rows = [f"| `{name}` | {_yaml_value(defaults[name])} | {_cell(doc)} |" for name, doc in watch_docs().items()]
     return "\n".join(["| key | default | |", "| --- | --- | --- |", *rows])
 
 
@@ -71,7 +78,8 @@ def flag_table(command: str = "predict") -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {"flags": flag_table, "writer-options": writer_table,
-                                        "calibrate-flags": lambda: flag_table("calibrate")}
+                                        "calibrate-flags": lambda: flag_table("calibrate"),
+                                        "watch-flags": lambda: flag_table("watch"), "watch-options": watch_table}
 _BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(\n<!-- /generated: \2 -->)", re.S)
 
 

@@ -41,7 +41,8 @@ from anomalib_folder_ext.images.discover import (
     normalize_extensions,
 )
 from anomalib_folder_ext.errors import FolderInputError
-from anomalib_folder_ext.options import check_counts
+from anomalib_folder_ext.options import WriterOptions, check_counts
+from anomalib_folder_ext.outputs.runplan import OutputNames
 from anomalib_folder_ext.outputs.journal import file_stamp
 from anomalib_folder_ext.distributed.ranks import decided_on_rank_zero
 from anomalib_folder_ext.data.batch import FailedImage, FolderImageBatch, FolderImageItem, to_float
@@ -81,7 +82,10 @@ class FolderImageDataset(Dataset):
         return len(self.relative_paths)
 
     def __getitem__(self, index: int) -> FolderImageItem:
-        relative = self.relative_paths[index]
+        return self.read(self.relative_paths[index])
+
+    def read(self, relative: Path) -> FolderImageItem:
+        """The file ``relative`` (to the root) decoded, or its error."""
         path = self.root / relative
         error, notes = "", []
         source = file_stamp(path)  # before reading: a file replaced while it is read reads as changed next time
@@ -191,9 +195,19 @@ class FolderDataModule(AnomalibDataModule):
         self.predict_data: FolderImageDataset | None = None
         self.finished: frozenset[str] = frozenset()  # images an earlier run finished: listed, not predicted
 
+    streams = False  # a folder is listed once; a watched one streams (data.stream)
+
     @property
     def name(self) -> str:
         return "folder"
+
+    def output_names(self, options: WriterOptions) -> OutputNames:
+        """The files each listed image gets under the writer's ``options``."""
+        return OutputNames.for_options(options, [path.as_posix() for path in self.relative_paths])
+
+    def nothing_waiting(self) -> bool:
+        """Whether no image is waiting to be predicted soon (a watch's idle moments); a listed folder never is."""
+        return False
 
     def _setup(self, _stage: str | None = None) -> None:
         """Nothing to split: the base class's train/val/test logic does not apply to a predict folder."""

@@ -115,3 +115,28 @@ class BatchesResult:
     @property
     def all_batches_summary(self) -> Path:
         return self.output_root / summary.ALL_SUMMARY_NAME
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """A watch's results once it stopped: one output dir, or one per rotation period, and why it stopped."""
+
+    output_dir: Path  # the output dir, or the root holding the periods' dirs (rotate)
+    periods: tuple[FolderResult, ...]  # each output dir this watch wrote into, in order
+    stopped: str = ""  # what ended it: Ctrl-C, SIGTERM, the folder removed, stop()
+
+    @property
+    def rows(self) -> list[ImageResult]:
+        return [row for period in self.periods for row in period.rows]
+
+    @property
+    def images(self) -> int:
+        return sum(period.images for period in self.periods)
+
+    @property
+    def predicted(self) -> int:
+        return sum(period.predicted for period in self.periods)
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [row for period in self.periods for row in period.failed]

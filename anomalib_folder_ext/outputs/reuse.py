@@ -43,8 +43,10 @@ class Reuse:
         return f"resume: earlier rows not reused: {'; '.join(parts)}; those images are predicted again"
 
 
-def reusable_rows(state: JournalState, directory: OwnedDir, plan: OutputNames, folder: Path) -> Reuse:
-    """The earlier rows this run can keep as they are; see the module doc."""
+def reusable_rows(state: JournalState, directory: OwnedDir, plan: OutputNames, folder: Path,
+                  keep_gone: bool = False) -> Reuse:
+    """The earlier rows this run can keep as they are; see the module doc. ``keep_gone``: a row whose image
+    is no longer in the folder stands (a watch: parts are moved on after inspection)."""
     reuse = Reuse(untrusted=list(state.foreign))
     wanted = set(plan.names)
     for name, row in state.rows.items():
@@ -53,7 +55,7 @@ def reusable_rows(state: JournalState, directory: OwnedDir, plan: OutputNames, f
         problem = _row_problem(row, directory, plan)
         if problem:
             reuse.untrusted.append(f"{display_name(name)}: {problem}")
-        elif row.source != file_stamp(folder / name):
+        elif row.source != (stamp := file_stamp(folder / name)) and not (keep_gone and stamp is None):
             reuse.changed.append(name)
         else:
             reuse.rows[name] = row

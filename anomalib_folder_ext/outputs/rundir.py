@@ -30,8 +30,9 @@ class RunDirectory:
     """
 
     def __init__(self, output_dir: Path, folder: Path | None, outputs: OutputNames, options: WriterOptions,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, stream: bool = False) -> None:
         self.output_dir, self.folder, self.outputs, self.options = output_dir, folder, outputs, options
+        self.stream = stream  # a watch's: its rows stand once written (failed ones, and those of images moved on)
         self.token = outputdir.run_token(world_size)
         self.directory: OwnedDir | None = None  # every file of the run is written and deleted through it
         self.lock: outputdir.OutputDirLock | None = None  # rank 0's
@@ -77,8 +78,8 @@ class RunDirectory:
         with existing:
             self.earlier = journal.read_journal(existing)
             self.earlier.check(settings, self.output_dir, skip=("checkpoint",) if checkpoint_later else ())
-            reuse = reusable_rows(self.earlier, existing, self.outputs, self.folder)
-        return RunPlan(self.outputs, settings, reuse.complete), reuse
+            reuse = reusable_rows(self.earlier, existing, self.outputs, self.folder, keep_gone=self.stream)
+        return RunPlan(self.outputs, settings, reuse.rows if self.stream else reuse.complete), reuse
 
     def join(self) -> None:
         """Another rank's view of the dir rank 0 prepared: it writes its maps and journal through it."""

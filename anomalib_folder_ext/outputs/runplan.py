@@ -8,12 +8,12 @@ files this run would have written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from anomalib_folder_ext.options import WriterOptions
-from anomalib_folder_ext.outputs.artifacts import NPY_SUFFIX, PNG_SUFFIX, output_stems
+from anomalib_folder_ext.outputs.artifacts import NPY_SUFFIX, PNG_SUFFIX, display_name, output_stems
 
 FILE_KINDS = ("npy", "png", "overlay", "mask")  # the results.csv columns that name a file
 MASK_SUFFIX = "_mask.png"
@@ -40,6 +40,7 @@ class OutputNames:
     names: list[str]
     suffixes: dict[str, str]  # file kind -> suffix, enabled kinds only
     stems: dict[str, PurePosixPath] = field(default_factory=dict)
+    _taken: set[str] | None = field(default=None, repr=False, compare=False)  # the stems, case-folded (add)
 
     @classmethod
     def for_images(
@@ -64,6 +65,42 @@ class OutputNames:
         return cls.for_images(names, options.save_as_npy, options.save_as_image,
                               options.overlay_format.value if options.save_overlay else None, options.save_mask)
 
+    @classmethod
+    def for_stream(cls, options: WriterOptions, names: Sequence[str], known: Mapping[str, str]) -> OutputNames:
+        """A watch's names: each stem given as it comes (a later image cannot rename an earlier one's files);
+        ``known``: the stems earlier rows in the output dir name, kept as they are.
+
+        Example:
+            >>> plan = OutputNames.for_stream(WriterOptions(), ["a.jpg", "a.png"], {"a.jpg": "a"})
+            >>> plan.add("b.png"); [str(plan.stems[name]) for name in plan.names]
+            ['a', 'a_png', 'b']
+        """
+        plan = cls.for_options(options, [])
+        plan.stems.update((name, PurePosixPath(stem)) for name, stem in known.items() if name in set(names))
+        plan.names = [name for name in names if name in plan.stems]
+        for name in names:
+            plan.add(name)
+        return plan
+
+    def add(self, name: str) -> None:
+        """Give an image that just arrived its stem: its own, unless an earlier image has it."""
+        if name in self.stems:
+            return
+        if self._taken is None or len(self._taken) != len(self.stems):
+            self._taken = {str(stem).casefold() for stem in self.stems.values()}
+        taken = self._taken
+        path = PurePosixPath(display_name(name))
+        stem = path.with_suffix("")
+        if str(stem).casefold() in taken:
+            stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.')}")
+        candidate, counter = stem, 1
+        while str(candidate).casefold() in taken:
+            counter += 1
+            candidate = stem.with_name(f"{stem.name}_{counter}")
+        self.stems[name] = candidate
+        taken.add(str(candidate).casefold())
+        self.names.append(name)
+
     def files(self, name: str) -> dict[str, str]:
         """The file of each kind (``""`` when that kind is not written) for the image ``name``."""
         stem = self.stems[name]
@@ -80,6 +117,26 @@ class OutputNames:
         for stem in self.stems.values():
             folders.update(parent.as_posix() for parent in stem.parents if parent.as_posix() != ".")
         return folders
+
+
+def stems_of_rows(rows: Iterable[object]) -> dict[str, str]:
+    """image -> the output stem its row's files have (rows without a file have none).
+
+    Example:
+        >>> from types import SimpleNamespace as Row
+        >>> stems_of_rows([Row(image="a.png", npy="a_png_anomaly.npy", png="", overlay="", mask="")])
+        {'a.png': 'a_png'}
+    """
+    suffixes = sorted(MAP_SUFFIXES, key=len, reverse=True)
+    stems = {}
+    for row in rows:
+        for kind in FILE_KINDS:
+            named = getattr(row, kind, "") or ""
+            suffix = next((suffix for suffix in suffixes if named.endswith(suffix)), None)
+            if suffix:
+                stems[row.image] = named[: -len(suffix)]
+                break
+    return stems
 
 
 def run_settings(options: WriterOptions, checkpoint: str | Path | None, precision: str, backend: str | None = None,

@@ -128,11 +128,13 @@ def _csv_cells(row: ImageResult) -> list[str]:
             for name in CSV_COLUMNS]
 
 
-def csv_text(rows: Iterable[ImageResult]) -> str:
-    """The CSV file's content: header plus one line per row, in the order given."""
+def csv_text(rows: Iterable[ImageResult], header: bool = True) -> str:
+    """The CSV file's content: header plus one line per row, in the order given (``header=False``: the lines
+    a watch appends)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    if header:
+        writer.writerow(CSV_COLUMNS)
     for row in rows:
         writer.writerow(_csv_cells(row))
     return buffer.getvalue()

@@ -127,3 +127,21 @@ def check_root(output_root: Path) -> None:
 
     check_output_root(Path(output_root))
     ensure_writable(Path(output_root), create=False)
+
+
+def check_watch(spec: RunSpec):  # noqa: ANN201
+    """A watch's checks before the model loads: the folder, the checkpoint, the output dir (outside the
+    folder, and this tool's or new: a watch resumes it); the model's config for the run."""
+    from anomalib_folder_ext.data.stream import check_watch_dirs
+    from anomalib_folder_ext.outputs import outputdir
+    from anomalib_folder_ext.outputs.artifacts import ensure_writable
+    from anomalib_folder_ext.outputs.runplan import OutputNames
+
+    output_dir = spec.output_dir_or_default()
+    check_watch_dirs(spec.folder, output_dir, spec.watch.sort_into)
+    checkpoint = read_checked_checkpoint(spec)
+    ensure_writable(output_dir, create=False)
+    if not spec.watch.rotate:  # with rotate, each period's dir is checked as it starts
+        outputdir.check_output_dir(output_dir, spec.folder, OutputNames.for_options(spec.writer, []), reuse=True,
+                                   allow_other_files=spec.writer.allow_other_files)
+    return checkpoint

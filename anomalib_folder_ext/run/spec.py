@@ -12,7 +12,7 @@ from pathlib import Path
 
 from anomalib_folder_ext.errors import InputError
 from anomalib_folder_ext.images.discover import DEFAULT_EXTENSIONS
-from anomalib_folder_ext.options import WriterOptions, check_counts
+from anomalib_folder_ext.options import WatchOptions, WriterOptions, check_counts
 
 
 def _option(default: object, doc: str) -> object:
@@ -48,6 +48,7 @@ class RunSpec:
     devices: int | str = _option(1, "number of devices, or auto")
     precision: str = _option("32-true", "32-true, bf16-mixed, 16-mixed (see docs/PERFORMANCE.md)")
     writer: WriterOptions = field(default_factory=WriterOptions)
+    watch: WatchOptions = field(default_factory=WatchOptions)  # used by a watch only
 
     def __post_init__(self) -> None:
         check_counts(batch_size=(self.batch_size, 1), num_workers=(self.num_workers, 0), max_pixels=(self.max_pixels, 1))
@@ -62,6 +63,8 @@ class RunSpec:
         object.__setattr__(self, "devices", int(devices) if devices.isdigit() else devices)
         if not isinstance(self.writer, WriterOptions):
             raise InputError("writer: give WriterOptions", option="writer")
+        if not isinstance(self.watch, WatchOptions):
+            raise InputError("watch: give WatchOptions", option="watch")
 
     @property
     def folder(self) -> Path | None:
@@ -74,11 +77,12 @@ class RunSpec:
         return Path(self.output_dir).expanduser() if self.output_dir else default_output_dir(self.folder)
 
     def with_changes(self, **changes: object) -> RunSpec:
-        """This spec with ``changes``, checked again (``writer=`` or any writer option by name)."""
-        writer_names = {option.name for option in fields(WriterOptions)}
-        writer_changes = {name: changes.pop(name) for name in list(changes) if name in writer_names}
-        if writer_changes:
-            changes["writer"] = changes.get("writer", self.writer).configured(**writer_changes)
+        """This spec with ``changes``, checked again (``writer=``, ``watch=`` or any of their options by name)."""
+        for group, kind in (("writer", WriterOptions), ("watch", WatchOptions)):
+            names = {option.name for option in fields(kind)}
+            group_changes = {name: changes.pop(name) for name in list(changes) if name in names}
+            if group_changes:
+                changes[group] = replace(changes.get(group, getattr(self, group)), **group_changes)
         return replace(self, **changes)
 
 

@@ -7,15 +7,16 @@ Nothing here predicts: the config is handed to anomalib's own CLI (:mod:`~anomal
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from anomalib_folder_ext.options import Normalization, WriterOptions
+from anomalib_folder_ext.options import Normalization, WatchOptions, WriterOptions
 from anomalib_folder_ext.run.spec import RunSpec
 
 MODEL_CLASS = "anomalib.models.EfficientAd"
 EXPORTED_MODEL_CLASS = "anomalib_folder_ext.exportedmodel.ExportedModel"
 DATA_CLASS = "anomalib_folder_ext.data.FolderDataModule"
+WATCH_DATA_CLASS = "anomalib_folder_ext.data.WatchedFolderDataModule"
 WRITER_CLASS = "anomalib_folder_ext.callbacks.AnomalyMapWriter"
 CHANNELS_LAST_CLASS = "anomalib_folder_ext.callbacks.ChannelsLast"
 # Writer options the flags set; the rest keep their defaults in the config, as configs/folder.yaml has them.
@@ -46,8 +47,9 @@ def spec_from_flags(options: argparse.Namespace) -> RunSpec:
     )
 
 
-def predict_config(spec: RunSpec, checkpoint, folder: Path | None = None) -> dict:  # noqa: ANN001
-    """The ``anomalib predict`` config equivalent to ``spec``: the shape of ``configs/folder.yaml``.
+def predict_config(spec: RunSpec, checkpoint, folder: Path | None = None, watch: bool = False) -> dict:  # noqa: ANN001
+    """The ``anomalib predict`` config equivalent to ``spec``: the shape of ``configs/folder.yaml``
+    (``watch``: of ``configs/watch.yaml``, the folder watched).
 
     ``folder`` defaults to the spec's; a multi-folder run sets it per folder.
     """
@@ -62,15 +64,19 @@ def predict_config(spec: RunSpec, checkpoint, folder: Path | None = None) -> dic
         data["num_workers"] = spec.num_workers
     if spec.max_pixels is not None:
         data["max_pixels"] = spec.max_pixels
+    if watch:
+        data |= {name: value for name, value in asdict(spec.watch).items() if value != getattr(WatchOptions(), name)}
+    trainer = {"enable_progress_bar": False} if watch else {}  # a watch draws its own live line
     return {
         **model_config(checkpoint),
-        "data": {"class_path": DATA_CLASS, "init_args": data},
+        "data": {"class_path": WATCH_DATA_CLASS if watch else DATA_CLASS, "init_args": data},
         "return_predictions": False,
         "trainer": {
             "accelerator": spec.accelerator,
             "devices": spec.devices,
             "precision": spec.precision,
             "logger": False,
+            **trainer,
             "callbacks": [
                 {"class_path": CHANNELS_LAST_CLASS},
                 {"class_path": WRITER_CLASS, "init_args": writer_init_args(spec.writer)},
@@ -119,9 +125,9 @@ def inline_config(config: dict) -> list[str]:
     return ["--config", yaml.safe_dump(config, sort_keys=False)]
 
 
-def anomalib_predict_args(spec: RunSpec, checkpoint) -> list[str]:  # noqa: ANN001
+def anomalib_predict_args(spec: RunSpec, checkpoint, watch: bool = False) -> list[str]:  # noqa: ANN001
     """The ``anomalib predict`` arguments for ``spec``: one inline ``--config``, as a file would hold."""
-    return ["predict", *inline_config(predict_config(spec, checkpoint))]
+    return ["predict", *inline_config(predict_config(spec, checkpoint, watch=watch))]
 
 
 def writer_flags(options: argparse.Namespace) -> list[str]:
