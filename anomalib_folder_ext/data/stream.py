@@ -66,6 +66,7 @@ class WatchedFolderDataModule(FolderDataModule):
         self.watch_gone = False  # the folder itself was removed
         self.period_images: int | None = None  # images the current rotation period still takes (rotate N)
         self.stream: ImageStream | None = None
+        self._earlier_here: frozenset[str] = frozenset()  # the names this output dir's journal holds
 
     streams = True
 
@@ -88,11 +89,13 @@ class WatchedFolderDataModule(FolderDataModule):
         self.done.update((name, row.source) for name, row in earlier.items())
         here = [path.as_posix() for path in discover_images(self.folder_path, self.extensions, self.recursive)]
         self.relative_paths = [Path(name) for name in [*earlier, *(name for name in here if name not in earlier)]]
-        if self.watch is None:
-            options = self.watch_options
-            self.watch = FolderWatch(self.folder_path, self.extensions, self.recursive, options.poll,
-                                     options.settle_ms / 1000, options.complete_timeout_s, self.output_dir)
-            self.watch.start(self.done)
+        self._earlier_here = frozenset(earlier)
+
+    def skip_images(self, names: frozenset[str]) -> None:
+        """The rows the writer trusts (resume's checks): an earlier row it does not is predicted again."""
+        super().skip_images(names)
+        for name in self._earlier_here - names:
+            self.done.pop(name, None)
 
     def output_names(self, options: WriterOptions) -> OutputNames:
         return OutputNames.for_stream(options, [path.as_posix() for path in self.relative_paths], self.known_stems)
@@ -118,6 +121,11 @@ class WatchedFolderDataModule(FolderDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
+        if self.watch is None:  # after the writer's checks: what it trusts is not predicted again
+            options = self.watch_options
+            self.watch = FolderWatch(self.folder_path, self.extensions, self.recursive, options.poll,
+                                     options.settle_ms / 1000, options.complete_timeout_s, self.output_dir)
+            self.watch.start(self.done)
         self.predict_data = dataset = FolderImageDataset(self.folder_path, [], self.resolve_image_size(), self.max_pixels)
         self.stream = ImageStream(self, dataset)
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")  # one process, see __len__
@@ -134,7 +142,7 @@ def check_watch_dirs(folder: Path, output_dir: Path, sort_into: str | None) -> N
     for name, path in (("output_dir", output_dir), ("sort_into", sort_into)):
         if path and Path(path).resolve().is_relative_to(watched):
             raise OutputDirError(f"{name} {path} is inside the watched folder {folder}: its files would be taken for "
-                                 f"new images; choose a {name} outside it", option=name)
+                                 f"new images; choose a dir outside it", option=name)
 
 
 class ImageStream(IterableDataset):
@@ -145,7 +153,8 @@ class ImageStream(IterableDataset):
         self.data, self.dataset = data, dataset
         self.stop = threading.Event()
         self.batches: queue.Queue = queue.Queue(maxsize=2)
-        self.taken = 0  # images handed to the model
+        self.taken = 0  # images taken from the folder
+        self.queued = 0  # of them, decoded and waiting for the model
         self.skipped_deleted = 0
 
     def __len__(self) -> int:
@@ -154,14 +163,14 @@ class ImageStream(IterableDataset):
         return sys.maxsize
 
     def waiting(self) -> int:
-        """Images seen and not yet handed to the model (about: a queued batch counts as full)."""
+        """Images seen and not yet handed to the model."""
         watch = self.data.watch
-        return (watch.waiting if watch is not None else 0) + self.batches.qsize() * self.data.batch_size
+        return (watch.waiting if watch is not None else 0) + self.queued
 
     def idle(self) -> bool:
         """Nothing decoded and waiting, nothing in the folder waiting: the writer may finish its files now."""
         watch = self.data.watch
-        return self.batches.empty() and (watch is None or watch.waiting == 0)
+        return self.batches.empty() and (watch is None or watch.ready == 0)  # one being written may take minutes
 
     def __iter__(self) -> Iterator[FolderImageBatch]:
         producer = threading.Thread(target=self._produce, name="watch-batches", daemon=True)
@@ -169,6 +178,7 @@ class ImageStream(IterableDataset):
             producer.start()
             try:
                 while (batch := self.batches.get()) is not _END:
+                    self.queued -= len(batch.relative_path) + len(batch.failed or ())
                     yield batch
             finally:
                 self.stop.set()
@@ -190,6 +200,7 @@ class ImageStream(IterableDataset):
                 items = [item for item in (self._read(entry.name, entry.timed_out) for entry in ready) if item]
                 if items:
                     self.taken += len(items)
+                    self.queued += len(items)
                     self.batches.put(self.dataset.collate(items))
         finally:
             self.batches.put(_END)

@@ -92,6 +92,12 @@ class FolderWatch:
         return f"polling every {self.poll:g} s" if self.poll else "inotify" if _inotify() else "file events"
 
     @property
+    def ready(self) -> int:
+        """Files complete and not yet taken."""
+        with self._lock:
+            return len(self._ready)
+
+    @property
     def waiting(self) -> int:
         """Files seen and not yet taken: ready, or still being written."""
         with self._lock:
@@ -185,8 +191,9 @@ class FolderWatch:
         self._ready[name] = Ready(name, now)
         self._lock.notify_all()
 
-    def _name(self, path: str) -> str | None:
-        """``path``'s name relative to the folder when it is an image this watch takes; else ``None``."""
+    def _name(self, path: str, landed: bool = False) -> str | None:
+        """``path``'s name relative to the folder when it is an image this watch takes; else ``None``
+        (``landed``: the file just arrived, and a file that is no image is counted once)."""
         try:
             relative = Path(path).relative_to(self.folder)
         except ValueError:
@@ -197,7 +204,7 @@ class FolderWatch:
         if self.exclude is not None and Path(path).resolve().is_relative_to(self.exclude):
             return None
         if relative.suffix.lstrip(".").lower() not in self.extensions:
-            self.ignored += 1
+            self.ignored += landed
             return None
         return relative.as_posix()
 
@@ -208,11 +215,11 @@ class FolderWatch:
                 if old is not None:
                     self._pending.pop(old, None)
                     self._ready.pop(old, None)
-                name = self._name(dest) if dest else None
+                name = self._name(dest, landed=True) if dest else None
                 if name is not None:
                     self._complete(name, time.monotonic())  # a rename is atomic: the content is whole
                 return
-            name = self._name(path)
+            name = self._name(path, landed=kind == "created")
             if name is None:
                 return
             now = time.monotonic()
