@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -263,7 +263,3 @@ class _graceful_stop:  # noqa: N801 - used as a context manager, like contextlib
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
 
-
-def done_stamps(rows: Mapping[str, object]) -> dict[str, tuple[int, ...] | None]:
-    """image -> the stamp its row recorded, for rows of other output dirs (an earlier rotation period)."""
-    return {name: getattr(row, "source", None) for name, row in rows.items()}
