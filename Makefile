@@ -29,10 +29,11 @@ run: $(STAMP)
 # TEST_WORKERS parallel pytest processes (pytest-xdist), each with its share of the cores; more workers
 # than cores only adds memory (about 2 GB each). loadscope: a test file's tests stay on one worker, so
 # its module fixtures (a prediction run each) are made once; the longest files are handed out first
-# (no-loadscope-reorder keeps tests/conftest.py's order).
+# (no-loadscope-reorder keeps tests/conftest.py's order). A worker that dies ends the run, naming the
+# test it was running: xdist's loadscope can wait forever for the work of a worker it replaced.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --max-worker-restart 0
 
 # the tests without a model and without the CLI in a subprocess: seconds
 test-fast: $(STAMP)

@@ -205,9 +205,21 @@ def catch_ctrl_c() -> None:
     """A command's Ctrl-C remembered as well as raised: Python drops a KeyboardInterrupt raised while an
     at-fork hook or a finalizer runs (a DataLoader worker starting at a folder's start, say), and the run
     would go on as if none came; the writer raises it again at its next batch (:func:`ctrl_c_pending`).
-    Only where Python's own handler is in place, in the main thread."""
+    Only where Python's own handler is in place, in the main thread. The traceback Python prints as it
+    drops one ("Exception ignored in ...") is left out: the Ctrl-C is not lost, and the run says so."""
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_ctrl_c)
+        if not getattr(sys.unraisablehook, "anomalib_folder_ext", False):
+            sys.unraisablehook = _unsaid_when_dropped(sys.unraisablehook)
+
+
+def _unsaid_when_dropped(previous):  # noqa: ANN001, ANN202
+    def hook(unraisable):  # noqa: ANN001, ANN202
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _CTRL_C.is_set()):
+            previous(unraisable)
+
+    hook.anomalib_folder_ext = True
+    return hook
 
 
 def ctrl_c_pending(clear: bool = False) -> bool:

@@ -40,6 +40,22 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["XDG_CACHE_HOME"] = old
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 - pytest-xdist's hook
+    """A worker that died says nothing of why when the kernel killed it: print the kernel's kill lines
+    (out of memory), where this machine lets them be read."""
+    if error is None:
+        return
+    import subprocess
+
+    try:
+        kernel = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    kills = [line for line in kernel.splitlines() if "Killed process" in line or "out of memory" in line.lower()]
+    print(f"\n{node.gateway.id} died ({error}); the kernel's kill lines: {kills[-5:] or 'none'}", file=sys.stderr)
+
+
 def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A smooth random texture (not white noise), so maps have structure."""
     coarse = rng.random((height // 16 + 2, width // 16 + 2, 3))
