@@ -133,7 +133,8 @@ class FolderFinish:
             "outputs": options.outputs_text(),
             "images": f"{len(rows)} ({ok} ok, {len(rows) - ok} failed){resumed}",
             "start-up": f"{' / '.join(startups)} s (process start to first batch{per_rank})" if startups else "n/a",
-            "predict loop": f"{loop_s:.2f} s (first batch to last file written)",
+            "predict loop": f"{loop_s:.2f} s (first batch to last file written"
+                            f"{', less the waits for images to land' if datamodule.streams else ''})",
             "throughput": f"{predicted / loop_s:.2f} images/s" if loop_s > 0 else "",
             "peak memory": " / ".join(report.peak_memory for report in reports) + (f" ({per_rank[2:]})" if per_rank else ""),
         }

@@ -199,6 +199,7 @@ def watching(trainer: object, maps: object, options: object, checkpoint: str | N
                        lambda: finish.refresh(trainer, plan.earlier, dict(maps.rows), clock), data.batch_size)
     live.start([plan.earlier[name] for name in plan.names if name in plan.earlier])
     maps.listeners.append(live)
+    clock.waited = lambda: data.stream.waited_s  # the rate of a watch is its busy time's
     wait = data.watch_options.max_wait_ms
     live.say(f"watching {data.folder_path} ({data.watch.kind}; batch_size {data.batch_size}, max_wait {wait} ms) -> "
              f"{live.label}: {count(len(plan.earlier))} images from earlier, {count(data.watch.waiting)} waiting; "

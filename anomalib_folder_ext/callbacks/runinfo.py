@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,18 +186,24 @@ class LoopClock:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.first_batch_at: float | None = None
+        self.first_batch_at: float | None = None  # the process's first batch: its start-up ends there
+        self.loop_from: float | None = None  # this loop's first batch (a watch's period is a loop of its own)
+        self.waited: Callable[[], float] = lambda: 0.0  # seconds the loop waited for images yet to land (a watch)
 
     def start(self) -> None:
-        self.started = time.perf_counter()
+        self.started, self.loop_from = time.perf_counter(), None
 
     def batch(self) -> None:
+        now = time.perf_counter()
         if self.first_batch_at is None:
-            self.first_batch_at = time.perf_counter()
+            self.first_batch_at = now
+        if self.loop_from is None:
+            self.loop_from = now
 
     def loop_s(self) -> float:
-        """First batch (or the loop's start) to now: to the last file written when called at the end."""
-        return time.perf_counter() - (self.first_batch_at or self.started)
+        """First batch (or the loop's start) to now, less the waits for images yet to land: to the last
+        file written when called at the end, and a watch's rate counts its busy time only."""
+        return max(time.perf_counter() - (self.loop_from or self.started) - self.waited(), 0.0)
 
     def startup_s(self) -> float | None:
         """Seconds from the process's start to its first batch: imports, checkpoint, workers."""

@@ -17,6 +17,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from anomalib_folder_ext.data.datamodule import FolderDataModule, FolderImageDat
 from anomalib_folder_ext.errors import FolderInputError, OutputDirError
 from anomalib_folder_ext.images.discover import DEFAULT_EXTENSIONS, discover_images
 from anomalib_folder_ext.images.decode import DEFAULT_MAX_PIXELS
-from anomalib_folder_ext.images.watch import FolderWatch
+from anomalib_folder_ext.images.watch import FolderWatch, passed_over
 from anomalib_folder_ext.options import WatchOptions, WriterOptions
 from anomalib_folder_ext.outputs import journal
 from anomalib_folder_ext.outputs.runplan import OutputNames, stems_of_rows
@@ -113,6 +114,8 @@ class WatchedFolderDataModule(FolderDataModule):
         """Stop watching (the watch loop calls it after its last period; a plain run at teardown)."""
         if self.watch is not None:
             self.watch.stop()
+            if passed := passed_over(self.watch.ignored, self.watch.deleted, self.watch.extensions):
+                say(passed)
             self.watch = None
 
     def teardown(self, stage: str | None = None) -> None:
@@ -155,7 +158,8 @@ class ImageStream(IterableDataset):
         self.batches: queue.Queue = queue.Queue(maxsize=2)
         self.taken = 0  # images taken from the folder
         self.queued = 0  # of them, decoded and waiting for the model
-        self.skipped_deleted = 0
+        self.waited_s = 0.0  # the model's waits for images yet to land, after its first batch: not busy time
+        self._handed = False
 
     def __len__(self) -> int:
         """Unbounded; a length at all keeps Lightning from fetching a batch ahead, which would hold each batch
@@ -177,12 +181,20 @@ class ImageStream(IterableDataset):
         with _graceful_stop(self.data):
             producer.start()
             try:
-                while (batch := self.batches.get()) is not _END:
+                while (batch := self._next()) is not _END:
                     self.queued -= len(batch.relative_path) + len(batch.failed or ())
                     yield batch
             finally:
                 self.stop.set()
                 producer.join(timeout=30)
+
+    def _next(self) -> FolderImageBatch | object:
+        idle, began = self._handed and self.idle(), time.perf_counter()
+        batch = self.batches.get()
+        if idle:
+            self.waited_s += time.perf_counter() - began
+        self._handed = True
+        return batch
 
     def _produce(self) -> None:
         data, watch = self.data, self.data.watch
@@ -212,7 +224,7 @@ class ImageStream(IterableDataset):
         stamp = journal.file_stamp(path)
         done = self.data.done
         if stamp is None:
-            self.skipped_deleted += 1
+            self.data.watch.deleted_before_read()
             return None
         if name in done and done[name] == stamp:
             return None
@@ -224,7 +236,7 @@ class ImageStream(IterableDataset):
         else:
             item = self.dataset.read(Path(name))
             if item.error and journal.file_stamp(path) is None:
-                self.skipped_deleted += 1
+                self.data.watch.deleted_before_read()
                 return None
         if done.get(name) is not None:
             item.note = "; ".join(part for part in (REPLACED_NOTE, item.note) if part)

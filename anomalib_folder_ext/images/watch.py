@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from anomalib_folder_ext.console import counted
 from anomalib_folder_ext.errors import FolderInputError
 from anomalib_folder_ext.images.discover import discover_images, normalize_extensions
 
@@ -55,6 +56,22 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (found.st_size, found.st_mtime_ns)
+
+
+def passed_over(ignored: int, deleted: int, extensions: Sequence[str]) -> str:
+    """What a watch gave no row, for its last lines: ``""`` when nothing.
+
+    Example:
+        >>> passed_over(3, 1, ["png"])
+        'no row for 3 files that are not images (extensions png) nor for 1 image deleted before it was read'
+        >>> passed_over(1, 0, ["png", "jpg"]), passed_over(0, 0, ["png"])
+        ('no row for 1 file that is not an image (extensions png, jpg)', '')
+    """
+    parts = [f"{counted(ignored, 'file')} that {'is not an image' if ignored == 1 else 'are not images'} "
+             f"(extensions {', '.join(extensions)})" if ignored else "",
+             f"{counted(deleted, 'image')} deleted before {'it was' if deleted == 1 else 'they were'} read"
+             if deleted else ""]
+    return f"no row for {' nor for '.join(part for part in parts if part)}" if any(parts) else ""
 
 
 class FolderWatch:
@@ -102,6 +119,11 @@ class FolderWatch:
         """Files seen and not yet taken: ready, or still being written."""
         with self._lock:
             return len(self._ready) + len(self._pending)
+
+    def deleted_before_read(self) -> None:
+        """A file taken from the watch was gone when its reader came: counted with those deleted here."""
+        with self._lock:
+            self.deleted += 1
 
     def start(self, done: Mapping[str, Sequence[int] | None] | None = None) -> None:
         """Watch first, then list what is there: a file landing in between is seen either way. ``done``:
@@ -245,14 +267,13 @@ class FolderWatch:
 class _Events:
     """watchdog's handler: every file event to :meth:`FolderWatch._event`; the folder's own removal noted."""
 
-    _KINDS = {"created": "created", "modified": "modified", "deleted": "deleted", "moved": "moved",
-              "opened": "opened", "closed": "closed"}
+    _KINDS = frozenset({"created", "modified", "deleted", "moved", "opened", "closed"})  # not closed_no_write
 
     def __init__(self, watch: FolderWatch) -> None:
         self.watch = watch
 
     def dispatch(self, event: object) -> None:
-        kind = self._KINDS.get(event.event_type)
+        kind = event.event_type if event.event_type in self._KINDS else None
         src = os.fsdecode(event.src_path)
         if event.is_directory:
             if kind == "deleted" and Path(src) == self.watch.folder:

@@ -392,6 +392,9 @@ def test_sigterm_stops_after_the_images_in_flight_and_the_scores_are_predicts(li
     assert status == 0, line.watch.console()
     assert line.watch.stop_s < STOP_S
     assert "SIGTERM" in line.watch.stderr
+    # what got no row is said as the watch ends: the flood of text files, the image deleted while written
+    assert "no row for 200 files that are not images (extensions" in line.watch.stdout, line.watch.console()
+    assert "nor for 1 image deleted before it was read" in line.watch.stdout, line.watch.console()
 
     rows = read_rows(line.out)
     names = [row["image"] for row in rows]

@@ -68,3 +68,36 @@ def test_earlier_rows_come_first_with_their_stems_and_count_as_done(tmp_path):
         assert names.files("a.png")["npy"] == "a_png_anomaly.npy"  # the stem is taken: never overwritten
     finally:
         data.close()
+
+
+def test_the_stream_counts_its_waits_for_images_and_the_watch_says_what_it_gave_no_row(tmp_path, capsys):
+    """A watch's rate is its busy time's: the model's waits for the next image to land are counted apart.
+    What got no row (not an image, deleted before it was read) is said once as the watch ends."""
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+
+    def land(name: str) -> None:
+        Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(folder / f".{name}")
+        (folder / f".{name}").rename(folder / name)
+
+    data = WatchedFolderDataModule(folder, out, batch_size=1, image_size=(32, 32))
+    try:
+        batches = iter(data.predict_dataloader())
+        land("first.png")
+        assert next(batches).relative_path == ["first.png"]
+        assert data.stream.waited_s == 0.0  # before the first batch: start-up, not a wait between parts
+        (folder / "notes.txt").write_text("not an image")
+        later = threading.Timer(0.5, land, ["second.png"])  # the model asks for the next batch at once
+        later.start()
+        assert next(batches).relative_path == ["second.png"]
+        later.join()
+        assert data.stream.waited_s >= 0.4
+    finally:
+        data.stop("the test ends")
+        data.close()
+    assert "no row for 1 file that is not an image (extensions" in capsys.readouterr().out
