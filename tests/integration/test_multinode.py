@@ -5,6 +5,7 @@ same command then finishes it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -57,11 +58,24 @@ def finish(nodes: list[subprocess.Popen], timeout: int = 400) -> list[tuple[int,
         try:
             out, err = node.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            for other in nodes:
-                os.killpg(other.pid, signal.SIGKILL)
-            raise
+            pytest.fail(f"a node still ran after {timeout} s\n{stop_all(nodes)}")
         results.append((node.returncode, out, err))
     return results
+
+
+def stop_all(nodes: list[subprocess.Popen]) -> str:
+    """Every node killed with what it started; what each said, to tell why the job did not go on."""
+    for node in nodes:  # the group too where the node itself ended: its ranks may not have
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+    said = []
+    for rank, node in enumerate(nodes):
+        try:
+            out, err = node.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out, err = "", "(its output could not be read)"
+        said.append(f"--- node {rank}, exit status {node.returncode} ---\n{(out or '')[-1000:]}{(err or '')[-2500:]}")
+    return "\n".join(said)
 
 
 def run_nodes(args: list[str], cwd: Path, torchrun: bool = False) -> list[tuple[int, str, str]]:
@@ -146,7 +160,9 @@ def nodes_past_the_first_folder(root: Path, checkpoint: Path, output_root: str, 
     deadline = time.monotonic() + 300
     while not first_folder_done.exists() and time.monotonic() < deadline and nodes[0].poll() is None:
         time.sleep(0.2)
-    assert first_folder_done.exists(), finish(nodes)[0][2][-3000:]
+    if not first_folder_done.exists():  # within the test's time limit, saying what each node said
+        running = "still running" if nodes[0].poll() is None else f"ended with {nodes[0].returncode}"
+        pytest.fail(f"the first batch folder was not finished (node 0 {running})\n{stop_all(nodes)}")
     return batches, nodes
 
 
